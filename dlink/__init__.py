@@ -1,0 +1,25 @@
+"""dlink: Diffusion-Link (arXiv 2510.11330) as a reproducible research artifact.
+
+Public names are imported lazily, so `import dlink` stays fast and a notebook that only
+plots does not pay for torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # name: module
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"dlink.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'dlink' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
