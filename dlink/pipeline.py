@@ -1,0 +1,480 @@
+"""Run the numbered notebooks in order with papermill, resumably.
+
+    ./run_all.sh [--force] [--profile smoke|default|full] [--only 03] [-p NAME VALUE ...]
+    python -m dlink.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
+    python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs before committing
+
+What a run does:
+- executes notebooks/[0-9][0-9]_*.ipynb in order, each into runs/<profile>/NN_name.ipynb
+  (git-ignored; the sources are never written). Execution goes to a hidden temp file that is
+  renamed when the notebook finishes, so runs/ holds finished notebooks only; a failed one is
+  kept as runs/<profile>/NN_name.failed.ipynb with the traceback in place.
+- the kernel is "python3" resolved to the interpreter running this module (the project's
+  .venv when started by run_all.sh), with that interpreter's bin/ first on PATH, and
+  DLINK_PROFILE=<profile> in its environment (so `profile = None` in a notebook means this run's).
+- `-p NAME VALUE` is checked against each notebook's parameters cell before anything runs
+  (papermill alone only warns about unknown names); a name goes only to the notebooks that
+  declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
+- resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
+  of the notebook's cell sources, its parameters, the profile and the hashes of every earlier
+  notebook's done marker. A notebook whose key is unchanged is skipped; rerunning an earlier
+  notebook changes its marker and so reruns everything after it. --force reruns regardless.
+  Code changes inside the dlink package are NOT part of the key: use --force after them.
+- it stops at the first failure, naming the notebook, the cell (1-based, counted in the source
+  notebook), its execution count and the exception; prints each notebook's time; and ends by
+  listing the files under figures/ and results/ that the run created or changed.
+
+Testing the notebooks with nbval (scripts/run_tests.sh):
+
+    DLINK_PROFILE=smoke pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks/
+
+Under --nbval-lax every cell must run without error, but outputs are NOT compared, except in
+cells whose source contains the comment `# NBVAL_CHECK_OUTPUT`: their stored outputs are
+compared strictly, after tests/nbval_sanitize.cfg has replaced timings, absolute paths, memory
+addresses and tqdm bars on both sides. So a strict cell must print deterministic, rounded
+values (e.g. `print(round(gap["paired_cosine"], 3))` under fixed seeds and the smoke
+profile), and its output must be kept in the committed notebook: `strip` below clears every
+output except those of NBVAL_CHECK_OUTPUT cells. Other markers nbval knows: `# NBVAL_SKIP`
+(do not run the cell), `# NBVAL_RAISES_EXCEPTION` (the cell must raise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dlink import paths
+from dlink._io import atomic_write_text, read_json, write_json
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+KERNEL_NAME = "python3"
+STRICT_MARKER = "NBVAL_CHECK_OUTPUT"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the exception."""
+
+    def __init__(
+        self, notebook: str, cell: int, n_cells: int, exec_count, ename: str, evalue: str, kept: Path
+    ):
+        self.notebook, self.cell, self.exec_count, self.ename, self.evalue, self.kept = (
+            notebook,
+            cell,
+            exec_count,
+            ename,
+            evalue,
+            kept,
+        )
+        super().__init__(
+            f"{notebook} failed in cell {cell} of {n_cells} (In [{exec_count}]): {ename}: {evalue}\n"
+            f"  the executed notebook with the traceback is kept at {kept}"
+        )
+
+
+@dataclass
+class StepResult:
+    notebook: str
+    status: str  # "ran" | "skipped"
+    seconds: float = 0.0
+    output: Path | None = None
+
+
+@dataclass
+class PipelineResult:
+    steps: list[StepResult] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # new or changed files under the watched folders
+
+
+# ---------------------------------------------------------------- notebook inspection
+
+
+def find_notebooks(notebooks_dir: str | os.PathLike = paths.NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks NN_name.ipynb in run order."""
+    folder = Path(notebooks_dir)
+    found = sorted(folder.glob(NOTEBOOK_GLOB))
+    if not found:
+        raise FileNotFoundError(f"no notebooks matching {NOTEBOOK_GLOB} in {folder}")
+    return found
+
+
+def _read_nb(path: Path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def notebook_parameters(path: str | os.PathLike) -> list[str]:
+    """Names assigned in the notebook's cell tagged `parameters` ([] if it has none).
+
+    Parsed with `ast`, so `a = 1; b = 2` on one line counts both (papermill's own inspection
+    reads one name per line).
+    """
+    nb = _read_nb(Path(path))
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "\n".join(
+                line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+            )
+            try:
+                tree = ast.parse(src)
+            except SyntaxError as e:
+                raise ValueError(f"{path}: the parameters cell is not valid Python ({e})") from e
+            names: list[str] = []
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                for t in targets:
+                    if isinstance(t, ast.Name) and t.id not in names:
+                        names.append(t.id)
+            return names
+    return []
+
+
+def _source_hash(path: Path) -> str:
+    """Hash of the cells' types and sources only: outputs, counts and metadata do not matter."""
+    nb = _read_nb(path)
+    cells = [[c.cell_type, c.source] for c in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
+def _source_cell_number(path: Path, error) -> tuple[int, int]:
+    """(1-based cell number in the SOURCE notebook, number of cells) for a papermill error.
+
+    papermill's cell_index counts the 'injected-parameters' cell it adds; match by source
+    first, and fall back to removing that offset.
+    """
+    cells = _read_nb(path).cells
+    matches = [i for i, c in enumerate(cells) if c.source == error.source]
+    if len(matches) == 1:
+        return matches[0] + 1, len(cells)
+    injected_at = next(
+        (i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None
+    )
+    idx = error.cell_index
+    if injected_at is not None and idx > injected_at + 1:
+        idx -= 1
+    return idx + 1, len(cells)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def parse_value(text: str) -> Any:
+    """A -p VALUE as papermill would read it, plus YAML lists: '3'->3, '[0, 1]'->[0, 1]."""
+    if text in ("None", "null"):
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-3 as text
+        except ValueError:
+            return value
+    return value if isinstance(value, (int, float, bool, list, dict, type(None))) else text
+
+
+def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    if not only:
+        return notebooks
+    wanted = [w.strip() for item in only for w in item.split(",") if w.strip()]
+    chosen = []
+    for w in wanted:
+        key = f"{int(w):02d}" if w.isdigit() else w.removesuffix(".ipynb")
+        hits = [nb for nb in notebooks if nb.stem == key or nb.stem.split("_", 1)[0] == key]
+        if not hits:
+            raise ValueError(f"--only {w}: no such notebook; have {', '.join(nb.stem for nb in notebooks)}")
+        chosen += [h for h in hits if h not in chosen]
+    return [nb for nb in notebooks if nb in chosen]
+
+
+def _route_parameters(selected: list[Path], params: dict[str, Any]) -> dict[Path, dict[str, Any]]:
+    """Per-notebook parameters; raises before anything runs if a name is declared nowhere."""
+    if "profile" in params:
+        raise ValueError("set the profile with --profile NAME, not -p profile NAME")
+    declared = {nb: notebook_parameters(nb) for nb in selected}
+    unknown = [n for n in params if not any(n in names for names in declared.values())]
+    if unknown:
+        listing = "; ".join(
+            f"{nb.stem}: {', '.join(names) or '(no parameters cell)'}" for nb, names in declared.items()
+        )
+        raise ValueError(
+            f"-p {', '.join(unknown)}: not a parameter of any selected notebook. Parameters cells declare: {listing}"
+        )
+    return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in selected}
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+
+def _marker_path(run_dir: Path, nb: Path) -> Path:
+    return run_dir / ".done" / f"{nb.stem}.json"
+
+
+def _file_hash(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _step_key(nb: Path, params: dict, profile: str, upstream: list[Path], run_dir: Path) -> str:
+    payload = {
+        "notebook": _source_hash(nb),
+        "parameters": params,
+        "profile": profile,
+        # whole marker files (they hold the finish time), so rerunning a step invalidates the rest
+        "upstream": [_file_hash(_marker_path(run_dir, u)) for u in upstream],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _snapshot(folders) -> dict[Path, tuple[int, int]]:
+    state = {}
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_dir():
+            for p in folder.rglob("*"):
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts):
+                    st = p.stat()
+                    state[p] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+@contextlib.contextmanager
+def _kernel_env(profile: str):
+    """Environment the kernel inherits: this interpreter first on PATH, DLINK_PROFILE set."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE")}
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    os.environ["DLINK_PROFILE"] = profile
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_pipeline(
+    profile: str | None = None,
+    only: list[str] | None = None,
+    params: dict[str, Any] | None = None,
+    force: bool = False,
+    notebooks_dir: str | os.PathLike = paths.NOTEBOOKS,
+    runs_dir: str | os.PathLike = paths.ROOT / "runs",
+    watch: tuple[str | os.PathLike, ...] = (paths.FIGURES, paths.RESULTS),
+    progress: bool = True,
+    log=print,
+) -> PipelineResult:
+    """Execute the numbered notebooks in order; see the module docstring.
+
+    Raises ValueError (bad profile, --only or -p, before anything runs) or NotebookFailed.
+    """
+    from dlink.profiles import get_profile
+
+    profile = get_profile(profile).name
+    params = dict(params or {})
+    notebooks = find_notebooks(notebooks_dir)
+    selected = _select(notebooks, only)
+    routed = _route_parameters(selected, params)
+    run_dir = Path(runs_dir) / profile
+    notebooks_dir = Path(notebooks_dir).resolve()
+    if run_dir.resolve() == notebooks_dir or notebooks_dir in run_dir.resolve().parents:
+        raise ValueError(
+            f"runs_dir {runs_dir} is inside the notebooks folder; executed copies never go there"
+        )
+
+    result = PipelineResult()
+    before = _snapshot(watch)
+    with _kernel_env(profile):
+        for nb in selected:
+            upstream = notebooks[: notebooks.index(nb)]
+            nb_params = dict(routed[nb])
+            if "profile" in notebook_parameters(nb):
+                nb_params["profile"] = profile
+            key = _step_key(nb, nb_params, profile, upstream, run_dir)
+            marker, out = _marker_path(run_dir, nb), run_dir / nb.name
+            if not force and marker.is_file() and out.is_file() and read_json(marker).get("key") == key:
+                log(f"[pipeline] {nb.stem}: up to date, skipped (--force reruns it)")
+                result.steps.append(StepResult(nb.stem, "skipped", 0.0, out))
+                continue
+            missing = [u.stem for u in upstream if not _marker_path(run_dir, u).is_file()]
+            if missing:
+                log(
+                    f"[pipeline] warning: {', '.join(missing)} not run yet for profile {profile}; {nb.stem} may lack inputs"
+                )
+            shown = ", ".join(f"{k}={v!r}" for k, v in nb_params.items())
+            log(f"[pipeline] {nb.stem}: running ({shown})")
+            seconds = _execute(nb, out, nb_params, progress)
+            done_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_json(marker, {"notebook": nb.name, "key": key, "profile": profile, "parameters": nb_params,
+                                "seconds": round(seconds, 2), "completed_at": done_at})  # fmt: skip
+            log(f"[pipeline] {nb.stem}: done in {_fmt_time(seconds)} -> {out}")
+            result.steps.append(StepResult(nb.stem, "ran", seconds, out))
+    after = _snapshot(watch)
+    result.written = sorted(p for p, st in after.items() if before.get(p) != st)
+    return result
+
+
+class _QuietPapermill(logging.Filter):
+    """Drop papermill's warnings about parameters: names were checked with `ast` already, and
+    papermill misreads `a = 1; b = 2` lines that are valid Python."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not msg.startswith(("Passed unknown parameter", "Unable to parse line"))
+
+
+def _execute(nb: Path, out: Path, parameters: dict, progress: bool) -> float:
+    import papermill as pm
+
+    for name in ("papermill", "papermill.translators"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietPapermill) for f in logger.filters):
+            logger.addFilter(_QuietPapermill())
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial.ipynb")
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(nb),
+            str(tmp),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            language="python",
+            progress_bar=progress,
+            cwd=str(nb.parent),  # as when a reader opens it in Jupyter
+        )
+    except pm.PapermillExecutionError as e:
+        kept = out.with_name(f"{out.stem}.failed.ipynb")
+        if tmp.is_file():
+            os.replace(tmp, kept)
+        cell, n_cells = _source_cell_number(nb, e)
+        raise NotebookFailed(nb.name, cell, n_cells, e.exec_count, e.ename, e.evalue, kept) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    out.with_name(f"{out.stem}.failed.ipynb").unlink(missing_ok=True)
+    return time.perf_counter() - t0
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# ---------------------------------------------------------------- stripping outputs
+
+
+def strip_outputs(path: str | os.PathLike) -> bool:
+    """Clear outputs and execution counts, keeping the outputs of NBVAL_CHECK_OUTPUT cells
+    (nbval compares those). Returns True if the file changed; writes atomically."""
+    import nbformat
+
+    path = Path(path)
+    nb = _read_nb(path)
+    before = nbformat.writes(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if STRICT_MARKER not in cell.source:
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    nb.metadata.pop("papermill", None)
+    after = nbformat.writes(nb)
+    if after != before:
+        atomic_write_text(path, after if after.endswith("\n") else after + "\n")
+        return True
+    return False
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m dlink.pipeline", description="Run the numbered notebooks in order (resumable)."
+    )
+    ap.add_argument(
+        "--profile", default=None, help="smoke | default | full (default: $DLINK_PROFILE or default)"
+    )
+    ap.add_argument(
+        "--only", action="append", metavar="NN", help="run only these notebooks (03, 03_bridge, 03,05)"
+    )
+    ap.add_argument("--force", action="store_true", help="rerun notebooks even if up to date")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    ap.add_argument("--notebooks", default=str(paths.NOTEBOOKS), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--runs", default=str(paths.ROOT / "runs"), help="where executed notebooks go (default runs/)"
+    )
+    ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["strip"]:
+        changed = [p for p in argv[1:] if strip_outputs(p)]
+        print(f"[pipeline] stripped outputs of {len(changed)} of {len(argv) - 1} notebook(s)")
+        return 0
+    args = _parser().parse_args(argv)
+    params = {}
+    for name, value in args.parameter:
+        if name in params:
+            print(f"[pipeline] error: -p {name} given twice", file=sys.stderr)
+            return 2
+        params[name] = parse_value(value)
+    t0 = time.perf_counter()
+    try:
+        res = run_pipeline(
+            profile=args.profile,
+            only=args.only,
+            params=params,
+            force=args.force,
+            notebooks_dir=args.notebooks,
+            runs_dir=args.runs,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"[pipeline] error: {e}", file=sys.stderr)
+        return 2
+    except NotebookFailed as e:
+        print(f"[pipeline] FAILED: {e}", file=sys.stderr)
+        return 1
+    ran = [s for s in res.steps if s.status == "ran"]
+    print(
+        f"[pipeline] {len(ran)} notebook(s) ran, {len(res.steps) - len(ran)} skipped, {_fmt_time(time.perf_counter() - t0)} in all"
+    )
+    for s in res.steps:
+        print(f"  {s.notebook:<28} {s.status:<8} {_fmt_time(s.seconds) if s.status == 'ran' else ''}")
+    if res.written:
+        print("[pipeline] files written (new or changed):")
+        for p in res.written:
+            print(f"  {p.relative_to(paths.ROOT) if p.is_relative_to(paths.ROOT) else p}")
+    else:
+        print("[pipeline] no files under figures/ or results/ were created or changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Reproduce everything: set up the environment (once), then run the numbered notebooks in
+# order into runs/<profile>/, skipping those already done with the same inputs.
+#
+#   ./run_all.sh                          # profile from $DLINK_PROFILE, else "default"
+#   ./run_all.sh --profile smoke          # minutes, proves everything runs
+#   ./run_all.sh --profile full --force   # rerun every notebook
+#   ./run_all.sh --only 03 -p seeds "[0, 1, 2]"
+#
+# Options are those of `python -m dlink.pipeline --help`.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+scripts/bootstrap.sh
+exec .venv/bin/python -m dlink.pipeline "$@"

@@ -1,0 +1,262 @@
+"""dlink.pipeline on tiny generated notebooks: order, resume, --force, failures, -p checks,
+and nbval (the notebook test command) with the sanitize file, in the venv's kernel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlink import paths
+from dlink.pipeline import (
+    NotebookFailed,
+    main,
+    notebook_parameters,
+    parse_value,
+    run_pipeline,
+    strip_outputs,
+)
+
+PARAMS = 'profile = None  # smoke | default | full\nout_dir = "."; scale = 1\n'
+# Each notebook appends its name to a log, so the test sees the order notebooks really ran in,
+# and writes one file whose content depends on a parameter and the profile the kernel saw.
+BODY = """import os, sys, pathlib
+out = pathlib.Path(out_dir)
+with open(out / "order.log", "a") as f:
+    f.write("{name}\\n")
+(out / "{name}.txt").write_text(f"{{scale}} {{profile}} {{os.environ['DLINK_PROFILE']}} {{sys.prefix}}")
+"""
+
+
+def _nb(path: Path, cells: list[str], params: str = PARAMS) -> Path:
+    nb = nbformat.v4.new_notebook()
+    pcell = nbformat.v4.new_code_cell(params)
+    pcell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), pcell] + [
+        nbformat.v4.new_code_cell(c) for c in cells
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    nbs, out = tmp_path / "notebooks", tmp_path / "results"
+    nbs.mkdir()
+    out.mkdir()
+    for name in ("01_data", "02_bridge", "03_eval"):
+        _nb(nbs / f"{name}.ipynb", [BODY.format(name=name)])
+    # a notebook with no parameter `scale`: -p scale must reach 01-03 only
+    _nb(
+        nbs / "04_plain.ipynb",
+        [BODY.format(name="04_plain").replace("{scale}", "-")],
+        'profile = None\nout_dir = "."\n',
+    )
+    sources = {p: p.read_bytes() for p in nbs.iterdir()}
+    kw = dict(notebooks_dir=nbs, runs_dir=tmp_path / "runs", watch=(out,), progress=False, log=lambda m: None)
+    return nbs, out, sources, kw
+
+
+def _order(out: Path) -> list[str]:
+    return (out / "order.log").read_text().split()
+
+
+def test_runs_in_order_resumes_and_forces(project):
+    nbs, out, sources, kw = project
+    res = run_pipeline(profile="smoke", params={"out_dir": str(out), "scale": 7}, **kw)
+    assert [s.status for s in res.steps] == ["ran"] * 4
+    assert _order(out) == ["01_data", "02_bridge", "03_eval", "04_plain"]
+    scale, profile, env_profile, prefix = (out / "02_bridge.txt").read_text().split()
+    assert (scale, profile, env_profile) == ("7", "smoke", "smoke")
+    assert prefix == sys.prefix  # the kernel is this interpreter's environment (the venv under run_all.sh)
+    assert (out / "04_plain.txt").read_text().startswith("- smoke")
+    assert sorted(p.name for p in res.written) == sorted(
+        ["order.log", "01_data.txt", "02_bridge.txt", "03_eval.txt", "04_plain.txt"]
+    )
+    run_dir = kw["runs_dir"] / "smoke"
+    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == sorted(p.name for p in nbs.glob("*.ipynb"))
+    assert not list(run_dir.glob(".*partial*"))
+    executed = nbformat.read(str(run_dir / "01_data.ipynb"), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+
+    # resume: same key -> nothing reruns, nothing is written
+    res = run_pipeline(profile="smoke", params={"out_dir": str(out), "scale": 7}, **kw)
+    assert [s.status for s in res.steps] == ["skipped"] * 4 and res.written == []
+    assert len(_order(out)) == 4
+
+    # rerunning 02 alone (--force) invalidates 03 and 04 (their upstream marker changed), not 01
+    run_pipeline(profile="smoke", only=["02"], params={"out_dir": str(out), "scale": 7}, force=True, **kw)
+    res = run_pipeline(profile="smoke", params={"out_dir": str(out), "scale": 7}, **kw)
+    assert [s.status for s in res.steps] == ["skipped", "skipped", "ran", "ran"]
+    assert _order(out)[4:] == ["02_bridge", "03_eval", "04_plain"]
+
+    # a changed parameter reruns the notebook that takes it, and so everything after it
+    res = run_pipeline(profile="smoke", only=["01"], params={"out_dir": str(out), "scale": 8}, **kw)
+    assert [s.status for s in res.steps] == ["ran"] and (out / "01_data.txt").read_text().startswith("8 ")
+    assert all(p.read_bytes() == b for p, b in sources.items())  # sources never touched
+
+
+def test_failure_names_notebook_and_cell(project):
+    nbs, out, sources, kw = project
+    bad = _nb(nbs / "02_bridge.ipynb", ["x = 1", "raise ValueError('bridge exploded')", "y = 2"])
+    with pytest.raises(NotebookFailed) as e:
+        run_pipeline(profile="smoke", params={"out_dir": str(out)}, **kw)
+    err = e.value
+    # cells: markdown, parameters, x = 1, raise, y = 2 -> the 4th of 5 in the source notebook
+    assert (err.notebook, err.cell, err.ename) == ("02_bridge.ipynb", 4, "ValueError")
+    assert "02_bridge.ipynb failed in cell 4 of 5" in str(err) and "bridge exploded" in str(err)
+    assert err.exec_count == 4  # parameters, injected parameters, x = 1, raise
+    run_dir = kw["runs_dir"] / "smoke"
+    assert _order(out) == ["01_data"]  # stopped: 03 and 04 never ran
+    assert not (run_dir / "02_bridge.ipynb").exists() and (run_dir / "02_bridge.failed.ipynb").is_file()
+    assert all(p.read_bytes() == b for p, b in sources.items() if p != bad)
+
+
+def test_unknown_parameter_errors_before_running(project, capsys):
+    nbs, out, sources, kw = project
+    with pytest.raises(ValueError, match=r"-p sacle: not a parameter.*01_data: profile, out_dir, scale"):
+        run_pipeline(profile="smoke", params={"out_dir": str(out), "sacle": 3}, **kw)
+    with pytest.raises(ValueError, match="--profile"):
+        run_pipeline(params={"profile": "full"}, **kw)
+    with pytest.raises(ValueError, match="--only 09: no such notebook; have 01_data"):
+        run_pipeline(profile="smoke", only=["09"], **kw)
+    with pytest.raises(ValueError, match="'huge' is not a profile; valid: smoke, default, full"):
+        run_pipeline(profile="huge", **kw)
+    # the command line turns these into exit code 2 with the message, still before running
+    rc = main(
+        ["--notebooks", str(nbs), "--runs", str(kw["runs_dir"]), "--profile", "smoke", "-p", "sacle", "3"]
+    )
+    assert rc == 2 and "sacle" in capsys.readouterr().err
+    assert not (out / "order.log").exists() and not kw["runs_dir"].exists()
+
+
+def test_parameters_cell_parsing_and_values(tmp_path):
+    nb = _nb(
+        tmp_path / "01_x.ipynb",
+        [],
+        'profile = None  # c\ndataset = "embedded"; encoder = "embedded"\nseeds: list | None = None\n',
+    )
+    assert notebook_parameters(nb) == ["profile", "dataset", "encoder", "seeds"]
+    assert [parse_value(v) for v in ["3", "[0, 1]", "None", "False", "cpu", "1e-3"]] == [
+        3,
+        [0, 1],
+        None,
+        False,
+        "cpu",
+        0.001,
+    ]
+
+
+def test_strip_keeps_only_strict_outputs(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    loose, strict = (
+        nbformat.v4.new_code_cell("print(1)"),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(2)"),
+    )
+    for c, n in ((loose, 1), (strict, 2)):
+        c.outputs, c.execution_count = [nbformat.v4.new_output("stream", name="stdout", text=f"{n}\n")], n
+    nb.cells = [loose, strict]
+    path = tmp_path / "01_s.ipynb"
+    nbformat.write(nb, str(path))
+    assert strip_outputs(path) is True and strip_outputs(path) is False
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert cells[0].outputs == [] and cells[1].outputs[0]["text"] == "2\n"
+
+
+# ---------------------------------------------------------------- nbval
+
+
+def _nbval(nb: Path, tmp: Path) -> subprocess.CompletedProcess:
+    cfg = paths.ROOT / "tests" / "nbval_sanitize.cfg"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp),
+           "--nbval-lax", "--sanitize-with", str(cfg), str(nb)]  # fmt: skip
+    env = {**os.environ, "DLINK_PROFILE": "smoke"}
+    return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _stored(cell, text: str, count: int):
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    cell.execution_count = count  # nbval refuses stored outputs of a cell that never ran
+    return cell
+
+
+def test_nbval_lax_with_sanitize_in_venv_kernel(tmp_path):
+    """The exact notebook test command passes on a notebook whose strict cell output differs
+    from the stored one only in a timing, a path, a memory address and a tqdm bar; loose cells
+    are not compared; the kernel runs in this environment with DLINK_PROFILE=smoke."""
+    code = (
+        "# NBVAL_CHECK_OUTPUT\nimport os, sys, time\n"
+        f"print('gap', round(0.1 + 0.2, 3), 'profile', os.environ['DLINK_PROFILE'], 'venv', sys.prefix == {sys.prefix!r})\n"
+        "print(f'took {time.perf_counter() % 50 + 1:.2f} s, wrote {os.getcwd()}/results/x.csv')\n"
+        "print(object())\n"
+        "print(f'100%|##########| 10/10 [00:0{int(time.time()) % 10}<00:00, {time.time() % 90 + 1:.2f}it/s]')\n"
+    )
+    stored = (
+        "gap 0.3 profile smoke venv True\n"
+        "took 123.45 s, wrote /somewhere/else/results/x.csv\n"
+        "<object object at 0x7f00deadbeef>\n"
+        "100%|##########| 10/10 [00:42<00:00, 3.21it/s]\n"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        _stored(nbformat.v4.new_code_cell(code), stored, 1),
+        _stored(nbformat.v4.new_code_cell("print(42)"), "7\n", 2),
+    ]
+    good = tmp_path / "good.ipynb"
+    nbformat.write(nb, str(good))
+    r = _nbval(good, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 passed" in r.stdout
+
+    # a real change in a strict cell's value fails
+    nb.cells[0] = _stored(nbformat.v4.new_code_cell(code), stored.replace("gap 0.3", "gap 0.31"), 1)
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(nb, str(bad))
+    r = _nbval(bad, tmp_path)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
+
+
+def test_run_all_script_is_executable_and_calls_bootstrap():
+    script = paths.ROOT / "run_all.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "scripts/bootstrap.sh" in text and "-m dlink.pipeline" in text
+    postbuild = paths.ROOT / "binder" / "postBuild"
+    assert os.access(postbuild, os.X_OK)
+
+
+def test_colab_cell_is_a_no_op_outside_colab(monkeypatch):
+    src = (paths.ROOT / "binder" / "colab_cell.py").read_text()
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    before = (list(sys.path), os.getcwd())
+    exec(compile(src, "colab_cell.py", "exec"), {})
+    assert (list(sys.path), os.getcwd()) == before
+
+
+def test_lead_notebooks_follow_the_contract():
+    """Every numbered notebook in notebooks/ has a parameters cell declaring `profile`, runs
+    on the python3 kernel, and stores outputs only for NBVAL_CHECK_OUTPUT cells."""
+    notebooks = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        pytest.skip("no notebooks yet")
+    for path in notebooks:
+        nb = nbformat.read(str(path), as_version=4)
+        names = notebook_parameters(path)
+        assert names, f"{path.name}: no code cell tagged 'parameters'"
+        assert "profile" in names, (
+            f"{path.name}: the parameters cell must declare profile (run_all.sh sets it)"
+        )
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+            f"{path.name}: kernelspec must be python3"
+        )
+        for i, c in enumerate(nb.cells, 1):
+            if c.cell_type == "code" and c.outputs and "NBVAL_CHECK_OUTPUT" not in c.source:
+                raise AssertionError(
+                    f"{path.name} cell {i} has committed outputs; run python -m dlink.pipeline strip {path}"
+                )
