@@ -1,0 +1,533 @@
+"""Audio-caption data: the embedded offline dataset, AudioCaps / Clotho loaders, `load_audio`.
+
+The embedded dataset is built here, offline, from real recordings (see `dlink.sounds` and
+data/README.md): each scene is 5-10 s of mono 32 kHz audio mixing 1-3 sound events (in
+sequence, overlapping, or over an ambience), with 5 AudioCaps-style captions written from
+the composition. Splits are by source recording: a val/test scene never uses a recording
+that any training scene uses.
+
+    python -m dlink.data build --size default --seed 0
+
+Every split, from any dataset, is a DataFrame with columns `id` (str), `audio` (str, absolute
+path) and `captions` (list[str]); the embedded one adds `duration`, `composition`, `labels`,
+`recordings` and `events` (the mix: clip, onset s, gain dB, repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from ._io import atomic_write_text, read_json, write_json
+from .sounds import LABELS, Clip, scan_sources, scene_captions
+
+SAMPLE_RATE = 32000
+SIZES = {"default": (3000, 300, 300), "smoke": (96, 24, 32)}  # train, val, test scenes
+SPLITS = ("train", "val", "test")
+MIN_SECONDS = 0.1  # below this an input clip is not a sound; encoders pad longer short clips themselves
+_MIN_CLIP = 0.03  # source clips: a single recorded footstep can be 0.1 s
+_VERSION = 1  # bump when the recipe changes, so old builds are not reused
+_GAINS = {"loud": (-3.0, 0.0), "normal": (-10.0, -4.0), "faint": (-22.0, -15.0)}  # dB re. clip peak frame
+_MANIFEST_COLUMNS = ("id", "audio", "duration", "composition", "labels", "recordings", "captions", "events")
+
+
+# ------------------------------------------------------------------ audio input
+def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as (n,) float32 mono at `sr` Hz.
+
+    Stereo / multichannel is averaged to mono (what CLAP-style encoders expect); another
+    sample rate is resampled with soxr. Raises FileNotFoundError for a missing file and
+    ValueError for an unreadable file, NaN/inf samples, silence (peak < 1e-5) or a clip
+    shorter than 0.1 s (longer short clips are fine: encoders pad to their window).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file {path} does not exist")
+    try:
+        x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError variants
+        raise ValueError(
+            f"cannot decode audio file {path} ({e}); re-encode it as wav/flac/ogg, e.g. "
+            f"`ffmpeg -i {path.name} -ac 1 -ar {sr} out.wav`"
+        ) from e
+    return _check_and_resample(x.mean(axis=1), file_sr, sr, str(path))
+
+
+def _check_and_resample(
+    x: np.ndarray, file_sr: int, sr: int, name: str, min_s: float = MIN_SECONDS
+) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise ValueError(f"audio {name} contains NaN or inf samples; the file is corrupt, re-export it")
+    if x.shape[0] < min_s * file_sr:
+        raise ValueError(f"audio {name} is {x.shape[0] / file_sr:.3f} s long, shorter than {min_s} s")
+    if float(np.abs(x).max()) < 1e-5:
+        raise ValueError(f"audio {name} is silent (peak < 1e-5); check the recording or its gain")
+    if file_sr != sr:
+        import soxr
+
+        x = soxr.resample(x, file_sr, sr, quality="HQ")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _decode_clip(clip: Clip, cache: Path) -> np.ndarray:
+    """A source clip as float32 mono at SAMPLE_RATE, trimmed of leading/trailing silence and
+    scaled so its loudest 50 ms frame has RMS 0.25 (so gains in dB mean the same for all clips).
+    Decoded once and cached as .npy (np.load with allow_pickle=False: no pickle)."""
+    cached = cache / clip.source / (clip.name.replace("/", "__") + ".npy")
+    if cached.is_file():
+        return np.load(cached, allow_pickle=False)
+    import soundfile as sf
+
+    if "::" in clip.location:  # a member of the ufoai zip: read without extracting
+        archive, member = clip.location.split("::", 1)
+        with zipfile.ZipFile(archive) as z:
+            data = io.BytesIO(z.read(member))
+    else:
+        data = clip.location
+    x, sr = sf.read(data, dtype="float32", always_2d=True)
+    x = _check_and_resample(x.mean(axis=1), sr, SAMPLE_RATE, clip.rid, min_s=_MIN_CLIP)
+    active = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (-50 / 20))
+    x = x[active[0] : active[-1] + 1]
+    frame = SAMPLE_RATE // 20
+    n = max(1, len(x) // frame)
+    rms = (
+        np.sqrt(np.mean(x[: n * frame].reshape(n, -1) ** 2, axis=1)).max()
+        if len(x) >= frame
+        else np.abs(x).max()
+    )
+    x = (x * (0.25 / max(float(rms), 1e-8))).astype(np.float32)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, x, allow_pickle=False)
+    from ._io import atomic_write_bytes
+
+    atomic_write_bytes(cached, buf.getvalue())
+    return x
+
+
+# ------------------------------------------------------------------ splits and scenes
+def _assign_splits(clips: list[Clip], rng) -> dict[str, str]:
+    """recording id -> split. Within a label group of n recordings: n >= 3 gives test and val
+    at least one each and train the rest (about 65/15/20); n == 2 gives one to train and one
+    to val or test; n == 1 stays in train (so every val/test label is also a train label)."""
+    groups: dict[str, list[str]] = {}
+    for c in clips:
+        groups.setdefault(c.label, []).append(c.rid)
+    out = {}
+    for label in sorted(groups):
+        rids = [groups[label][i] for i in rng.permutation(len(groups[label]))]
+        n = len(rids)
+        if n >= 3:
+            n_test, n_val = max(1, round(0.2 * n)), max(1, round(0.15 * n))
+            parts = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+        else:
+            parts = ["train", "val" if rng.random() < 0.5 else "test"][:n]
+        out.update(zip(rids, parts, strict=True))
+    return out
+
+
+def _sample_item(rng, pool, labels, role, loudness=None) -> dict:
+    label = labels[rng.integers(len(labels))]
+    rids = pool[label]
+    if loudness is None:
+        loudness = ("loud", "normal", "faint")[rng.choice(3, p=[0.25, 0.55, 0.2])]
+    return {"label": label, "rid": rids[rng.integers(len(rids))], "role": role, "loudness": loudness}
+
+
+def _layout(item: dict, n_clip: float, rng) -> None:
+    """Fill in count, gap and span (s) of a foreground item from its kind and clip length."""
+    kind = LABELS[item["label"]].kind
+    if kind == "steps":  # one recorded step, repeated as a walk
+        item["count"], item["gap"] = (
+            int(rng.integers(4, 9)),
+            round(max(float(rng.uniform(0.45, 0.6)) - n_clip, 0.05), 3),
+        )
+    elif kind == "event" and n_clip <= 1.5:
+        item["count"], item["gap"] = (
+            int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2])),
+            round(float(rng.uniform(0.2, 0.8)), 3),
+        )
+    else:
+        item["count"], item["gap"] = 1, 0.0
+    item["span"] = item["count"] * n_clip + (item["count"] - 1) * item["gap"]
+
+
+def _compose(rng, pool: dict[str, list[str]], lengths: dict[str, float]) -> dict:
+    """One scene description (no audio yet): duration, composition, items with onsets and gains."""
+    fg_labels = sorted(lab for lab in pool if LABELS[lab].kind != "ambience")
+    bg_labels = sorted(lab for lab in pool if LABELS[lab].kind == "ambience")
+    for _ in range(100):
+        dur = round(float(rng.uniform(5.0, 10.0)), 1)
+        comp = ("single", "background", "sequence", "overlap")[rng.choice(4, p=[0.25, 0.35, 0.25, 0.15])]
+        if comp == "background" and not bg_labels:
+            continue
+        n_fg = {
+            "single": 1,
+            "background": int(rng.integers(1, 3)),
+            "sequence": int(rng.integers(2, 4)),
+            "overlap": 2,
+        }[comp]
+        labels = fg_labels + (bg_labels if comp == "single" else [])
+        items = []
+        for _ in range(n_fg):  # distinct labels within a scene
+            items.append(
+                _sample_item(rng, pool, [x for x in labels if x not in {i["label"] for i in items}], "fg")
+            )
+        for it in items:
+            if LABELS[it["label"]].kind == "ambience":  # a lone ambience fills the scene
+                it.update(count=1, gap=0.0, span=dur)
+            else:
+                _layout(it, lengths[it["rid"]], rng)
+        t = float(rng.uniform(0.1, 1.0))
+        for k, it in enumerate(items):
+            if comp == "overlap" and k == 1:
+                t = items[0]["onset"] + float(rng.uniform(0.15, 0.6)) * items[0]["span"]
+            it["onset"] = round(t, 3)
+            t = it["onset"] + it["span"] + float(rng.uniform(0.3, 1.2))
+        end = max(it["onset"] + it["span"] for it in items)
+        if end > dur - 0.1 and not (comp == "single" and items[0]["span"] == dur):
+            continue  # does not fit: draw again
+        if comp == "background":
+            bg = _sample_item(
+                rng, pool, bg_labels, "bg", loudness="faint" if rng.random() < 0.3 else "normal"
+            )
+            bg.update(count=1, gap=0.0, span=dur, onset=0.0)
+            items.insert(0, bg)
+        for it in items:
+            lo, hi = _GAINS[it["loudness"]]
+            it["gain_db"] = round(float(rng.uniform(lo, hi)) - (6.0 if it["role"] == "bg" else 0.0), 1)
+            if it["span"] == dur:  # ambience: a random excerpt of the recording (looped if short)
+                it["offset"] = round(float(rng.uniform(0, max(lengths[it["rid"]] - dur, 0.0))), 3)
+        quiet_tail = comp == "single" and dur - end > 2.5
+        return {"duration": dur, "composition": comp, "quiet_tail": quiet_tail, "items": items}
+    raise RuntimeError("could not compose a scene in 100 draws; the split's clip pool is too small")
+
+
+def _render(scene: dict, audio: dict[str, np.ndarray]) -> np.ndarray:
+    """Mix a scene into (n,) float32 at SAMPLE_RATE; peak-limited to 0.95 by scaling the whole mix."""
+    n = int(round(scene["duration"] * SAMPLE_RATE))
+    mix = np.zeros(n, np.float32)
+    for it in scene["items"]:
+        x = audio[it["rid"]] * np.float32(10 ** (it["gain_db"] / 20))
+        if "offset" in it:  # continuous: loop to length from the offset, 0.2 s fades
+            reps = int(np.ceil((n + it["offset"] * SAMPLE_RATE) / len(x))) + 1
+            o = int(it["offset"] * SAMPLE_RATE)
+            seg = np.tile(x, reps)[o : o + n].copy()
+            f = min(int(0.2 * SAMPLE_RATE), n // 4)
+            seg[:f] *= np.linspace(0, 1, f, dtype=np.float32)
+            seg[-f:] *= np.linspace(1, 0, f, dtype=np.float32)
+            mix += seg
+            continue
+        for k in range(it["count"]):
+            s = int(round((it["onset"] + k * (len(x) / SAMPLE_RATE + it["gap"])) * SAMPLE_RATE))
+            e = min(n, s + len(x))
+            mix[s:e] += x[: e - s]
+    peak = float(np.abs(mix).max())
+    return mix * np.float32(0.95 / peak) if peak > 0.95 else mix
+
+
+def _scene_row(sid: str, scene: dict, captions: list[str]) -> dict:
+    fg_bg = sorted(scene["items"], key=lambda it: (it["onset"], it["role"]))
+    events = [
+        {
+            k: it[k]
+            for k in ("label", "rid", "role", "loudness", "onset", "count", "gap", "gain_db", "offset")
+            if k in it
+        }
+        for it in fg_bg
+    ]
+    return {
+        "id": sid,
+        "audio": f"audio/{sid}.wav",
+        "duration": f"{scene['duration']:.1f}",
+        "composition": scene["composition"],
+        "labels": ";".join(it["label"] for it in fg_bg),
+        "recordings": ";".join(sorted({it["rid"] for it in fg_bg})),
+        "captions": json.dumps(captions),
+        "events": json.dumps(events, sort_keys=True),
+    }
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=_MANIFEST_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ build
+_WORK: dict = {}  # audio + scenes for forked render workers (set before the pool starts)
+
+
+def _render_write(job: tuple[str, int]) -> None:
+    import soundfile as sf
+
+    folder, i = job
+    sid, scene = _WORK["scenes"][i]
+    sf.write(f"{folder}/audio/{sid}.wav", _render(scene, _WORK["audio"]), SAMPLE_RATE, subtype="PCM_16")
+
+
+def _dataset_dir(size: str, seed: int, root=None) -> Path:
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}: expected one of {sorted(SIZES)}")
+    return Path(root) if root is not None else paths.DATA / "embedded" / f"{size}-seed{seed}"
+
+
+def _is_complete(folder: Path) -> bool:
+    """True if `folder` holds a finished build whose manifests match the recorded hashes."""
+    marker = folder / "build.json"
+    if not marker.is_file():
+        return False
+    info = read_json(marker)
+    for split in SPLITS:
+        f = folder / f"{split}.csv"
+        if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != info["sha256"].get(split):
+            return False
+    n_wav = sum(1 for _ in (folder / "audio").glob("*.wav"))
+    return info.get("version") == _VERSION and n_wav == sum(info["counts"].values())
+
+
+def build_embedded_dataset(
+    size: str = "default", seed: int = 0, force: bool = False, root=None, workers: int = 2
+) -> Path:
+    """Build (or reuse) the embedded dataset; returns its folder.
+
+    Folder (default data/embedded/<size>-seed<seed>/): train.csv, val.csv, test.csv (manifests:
+    composition, captions), audio/<id>.wav (16-bit mono 32 kHz, 5-10 s) and build.json (the
+    completion marker: manifest hashes, counts, build seconds). The same size and seed give
+    byte-identical manifests and audio. A complete build is reused unless force=True; a new
+    build is written to a temporary folder and renamed into place, so a crash never leaves a
+    half build where a complete one is expected.
+    """
+    from tqdm.auto import tqdm
+
+    folder = _dataset_dir(size, seed, root)
+    if not force and _is_complete(folder):
+        return folder
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    clips, seen = [], {}
+    for c in scan_sources():
+        if c.label is None:
+            continue
+        clips.append(c)
+    cache = paths.SOURCES / f"clips-{SAMPLE_RATE}"
+    audio = {}
+    for c in tqdm(clips, desc="decoding source clips", leave=False):
+        x = _decode_clip(c, cache)
+        key = hashlib.sha256(x.tobytes()).hexdigest()
+        if key in seen or len(x) < _MIN_CLIP * SAMPLE_RATE:
+            continue  # a byte-identical duplicate recording, or too short after trimming
+        seen[key] = c.rid
+        audio[c.rid] = x
+    clips = [c for c in clips if c.rid in audio]
+    lengths = {rid: len(x) / SAMPLE_RATE for rid, x in audio.items()}
+    split_of = _assign_splits(clips, rng)
+    counts = dict(zip(SPLITS, SIZES[size], strict=True))
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "audio").mkdir(parents=True)
+    scenes, manifests = [], {}
+    for split in SPLITS:
+        pool: dict[str, list[str]] = {}
+        for c in clips:
+            if split_of[c.rid] == split:
+                pool.setdefault(c.label, []).append(c.rid)
+        rows = []
+        for i in range(counts[split]):
+            scene = _compose(rng, pool, lengths)
+            sid = f"{split}_{i:05d}"
+            rows.append(_scene_row(sid, scene, scene_captions(scene, rng)))
+            scenes.append((sid, scene))
+        manifests[split] = _csv_text(rows)
+    _WORK.update(audio=audio, scenes=scenes)
+    jobs = [(str(tmp), i) for i in range(len(scenes))]
+    try:
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers) as pool_:
+                for _ in tqdm(
+                    pool_.imap_unordered(_render_write, jobs, chunksize=16),
+                    total=len(jobs),
+                    desc="rendering scenes",
+                ):
+                    pass
+        else:
+            for j in tqdm(jobs, desc="rendering scenes"):
+                _render_write(j)
+    finally:
+        _WORK.clear()
+    for split, text in manifests.items():
+        atomic_write_text(tmp / f"{split}.csv", text)
+    write_json(
+        tmp / "build.json",
+        {
+            "version": _VERSION,
+            "size": size,
+            "seed": seed,
+            "counts": counts,
+            "sample_rate": SAMPLE_RATE,
+            "recordings": {s: sum(v == s for v in split_of.values()) for s in SPLITS},
+            "sha256": {s: hashlib.sha256(t.encode()).hexdigest() for s, t in manifests.items()},
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+# ------------------------------------------------------------------ loaders
+def load_split(
+    split: str, dataset: str = "embedded", size: str = "default", seed: int = 0, root=None
+) -> pd.DataFrame:
+    """One split as a DataFrame: `id` (str), `audio` (absolute path), `captions` (list[str]).
+
+    dataset="embedded": the folder built by `build_embedded_dataset(size, seed)` (or `root`);
+    5 captions per scene, plus the composition columns.
+    dataset="audiocaps" | "clotho": `root` holds the layout written by the aac-datasets package
+    (AUDIOCAPS/... or CLOTHO_v2.1/...); split is train | val | test (Clotho: dev | val | eval).
+    Audio files named in the CSV but absent on disk are skipped, as aac-datasets does.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    if dataset == "embedded":
+        folder = _dataset_dir(size, seed, root)
+        if not _is_complete(folder):
+            raise FileNotFoundError(
+                f"no complete embedded dataset in {folder}; build it with "
+                f"`python -m dlink.data build --size {size} --seed {seed}` or dlink.data.build_embedded_dataset()"
+            )
+        df = pd.read_csv(folder / f"{split}.csv", dtype=str, keep_default_na=False)
+        df["audio"] = [str(folder / a) for a in df["audio"]]
+        df["duration"] = df["duration"].astype(float)
+        df["captions"] = df["captions"].map(json.loads)
+        df["events"] = df["events"].map(json.loads)
+        return df
+    if dataset in ("audiocaps", "clotho"):
+        return _load_aac(split, dataset, root)
+    raise ValueError(f"dataset={dataset!r}: expected 'embedded', 'audiocaps' or 'clotho'")
+
+
+# The on-disk layout of aac-datasets 0.7.0 (aac_datasets/datasets/functional/{audiocaps,clotho}.py):
+#   AudioCaps v1: <root>/AUDIOCAPS/csv_files_v1/{train,val,test}.csv (older copies: <root>/AUDIOCAPS/<split>.csv)
+#                 columns audiocap_id, youtube_id, start_time, caption (train: 1 caption per row and
+#                 usually per clip; val/test: 5 rows per clip); audio
+#                 <root>/AUDIOCAPS/audio_32000Hz/<split>/<youtube_id>_<start_time>.flac
+#   Clotho v2.1:  <root>/CLOTHO_v2.1/clotho_csv_files/clotho_captions_{development,validation,evaluation}.csv
+#                 columns file_name, caption_1..caption_5; audio
+#                 <root>/CLOTHO_v2.1/clotho_audio_files/{development,validation,evaluation}/<file_name>
+_CLOTHO_DIRS = {"train": "development", "val": "validation", "test": "evaluation"}
+
+
+def _aac_missing(what: Path, dataset: str, split: str, root: Path) -> FileNotFoundError:
+    subset = {"audiocaps": split, "clotho": {"train": "dev", "val": "val", "test": "eval"}[split]}[dataset]
+    return FileNotFoundError(
+        f"{dataset} {split}: expected {what}, which does not exist. Download it (needs internet) with "
+        f"`pip install aac-datasets==0.7.0 && aac-datasets-download --root {root} {dataset} --subsets {subset}`"
+        + (" (AudioCaps audio also needs ffmpeg and yt-dlp)" if dataset == "audiocaps" else "")
+    )
+
+
+def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
+    if root is None:
+        raise ValueError(f"dataset={dataset!r} needs root=<folder given to aac-datasets-download>")
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise _aac_missing(root, dataset, split, root)
+    rows = []
+    if dataset == "audiocaps":
+        base = root / "AUDIOCAPS"
+        csv_path = base / "csv_files_v1" / f"{split}.csv"
+        if not csv_path.is_file() and (base / f"{split}.csv").is_file():
+            csv_path = base / f"{split}.csv"
+        audio_dir = base / "audio_32000Hz" / split
+        for p in (csv_path, audio_dir):
+            if not p.exists():
+                raise _aac_missing(p, dataset, split, root)
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        need = {"audiocap_id", "youtube_id", "start_time", "caption"}
+        if not need <= set(df.columns):
+            raise ValueError(
+                f"{csv_path} lacks columns {sorted(need - set(df.columns))}; expected {sorted(need)}"
+            )
+        df["id"] = df["youtube_id"] + "_" + df["start_time"].astype(float).astype(int).astype(str)
+        for sid, g in df.groupby("id", sort=False):  # one row per caption -> one row per clip
+            rows.append(
+                {
+                    "id": sid,
+                    "youtube_id": g["youtube_id"].iat[0],
+                    "start_time": int(sid.rsplit("_", 1)[1]),
+                    "captions": list(g["caption"]),
+                }
+            )
+        for r in rows:
+            cands = [audio_dir / f"{r['id']}.{ext}" for ext in ("flac", "wav")]
+            r["audio"] = str(next((c for c in cands if c.is_file()), cands[0]))
+    else:
+        base = root / "CLOTHO_v2.1"
+        csv_path = base / "clotho_csv_files" / f"clotho_captions_{_CLOTHO_DIRS[split]}.csv"
+        audio_dir = base / "clotho_audio_files" / _CLOTHO_DIRS[split]
+        for p in (csv_path, audio_dir):
+            if not p.exists():
+                raise _aac_missing(p, dataset, split, root)
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        keys = [f"caption_{i}" for i in range(1, 6)]
+        if not {"file_name", *keys} <= set(df.columns):
+            raise ValueError(f"{csv_path} lacks file_name or caption_1..caption_5 columns")
+        for r in df.itertuples(index=False):
+            d = r._asdict()
+            rows.append(
+                {
+                    "id": d["file_name"],
+                    "audio": str(audio_dir / d["file_name"]),
+                    "captions": [d[k] for k in keys],
+                }
+            )
+    out = pd.DataFrame(rows)
+    out = out[[Path(a).is_file() for a in out["audio"]]].reset_index(drop=True)
+    if out.empty:
+        raise _aac_missing(audio_dir / "<audio files named in the CSV>", dataset, split, root)
+    return out[["id", "audio", "captions"] + [c for c in out.columns if c not in ("id", "audio", "captions")]]
+
+
+# ------------------------------------------------------------------ CLI
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dlink.data", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the embedded dataset")
+    b.add_argument("--size", choices=sorted(SIZES), default="default")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
+    b.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    folder = build_embedded_dataset(args.size, args.seed, force=args.force, workers=args.workers)
+    info = read_json(folder / "build.json")
+    reused = " (reused a complete build)" if time.perf_counter() - t0 < 0.5 * info["seconds"] else ""
+    print(f"embedded dataset {args.size} seed {args.seed}{reused}: {folder}")
+    print("  scenes:     " + ", ".join(f"{s} {info['counts'][s]}" for s in SPLITS))
+    print("  recordings: " + ", ".join(f"{s} {info['recordings'][s]}" for s in SPLITS))
+    print(f"  built in {info['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Tests for dlink.data and dlink.sounds: the embedded dataset, load_audio, the AudioCaps/Clotho loaders."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dlink import data, sounds
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Two smoke builds with the same seed in different folders (the second reuses the clip cache)."""
+    a = data.build_embedded_dataset("smoke", seed=0, force=True, root=tmp_path_factory.mktemp("a"))
+    b = data.build_embedded_dataset("smoke", seed=0, force=True, root=tmp_path_factory.mktemp("b"))
+    return a, b
+
+
+def test_catalogue_covers_every_source_file():
+    clips = sounds.scan_sources()
+    assert len(clips) == 453  # 347 ufoai + 35 freedesktop + 61 wordwarvi + 10 ovos
+    assert not [c.rid for c in clips if c.reason == "not curated"]
+    kept = [c for c in clips if c.label]
+    assert {c.label for c in kept} == set(sounds.LABELS)
+    assert (
+        sounds.classify("ufoai", "ambience/fire1.ogg")
+        == sounds.classify("ufoai", "ambience/fire2.ogg")
+        == ("fire", "")
+    )
+    assert sounds.classify("freedesktop", "audio-channel-front-left.oga")[0] is None
+    assert sounds.classify("ufoai", "geoscape/info.ogg")[0] is None
+    assert sounds.classify("ovos", "animals/dog.mp3") == ("dog", "")
+
+
+def test_smoke_build_is_byte_identical(smoke):
+    a, b = smoke
+    for split in data.SPLITS:
+        assert (a / f"{split}.csv").read_bytes() == (b / f"{split}.csv").read_bytes()
+    assert (a / "audio" / "test_00003.wav").read_bytes() == (b / "audio" / "test_00003.wav").read_bytes()
+    assert data.build_embedded_dataset("smoke", seed=0, root=a) == a  # complete build reused
+    assert data._is_complete(a)
+
+
+def test_splits_share_no_recording_and_sizes(smoke):
+    a, _ = smoke
+    dfs = {s: data.load_split(s, size="smoke", root=a) for s in data.SPLITS}
+    assert [len(dfs[s]) for s in data.SPLITS] == list(data.SIZES["smoke"])
+    recs = {s: {r for rs in df["recordings"] for r in rs.split(";")} for s, df in dfs.items()}
+    assert (
+        not recs["train"] & recs["test"]
+        and not recs["train"] & recs["val"]
+        and not recs["val"] & recs["test"]
+    )
+    train_labels = {lab for ls in dfs["train"]["labels"] for lab in ls.split(";")}
+    test_labels = {lab for ls in dfs["test"]["labels"] for lab in ls.split(";")}
+    assert len(test_labels - train_labels) <= 3  # held-out recordings, mostly seen labels
+
+
+def test_scenes_captions_and_audio(smoke):
+    a, _ = smoke
+    df = data.load_split("train", size="smoke", root=a)
+    assert set(df["composition"]) == {"single", "background", "sequence", "overlap"}
+    for caps in df["captions"]:
+        assert len(caps) == 5 and len(set(caps)) == 5 and all(len(c.split()) >= 2 for c in caps)
+    assert df["duration"].between(5.0, 10.0).all()
+    for row in df.head(8).itertuples():
+        info = sf.info(row.audio)
+        assert (info.samplerate, info.channels, info.subtype) == (32000, 1, "PCM_16")
+        assert abs(info.duration - row.duration) < 1e-3
+        x = data.load_audio(row.audio, 32000)
+        assert 0.01 < np.abs(x).max() <= 0.96
+    seq = df[df["composition"] == "sequence"].iloc[0]
+    assert any(w in c for c in seq["captions"] for w in ("then", "followed by", "before"))
+    onsets = [e["onset"] for e in seq["events"]]
+    assert onsets == sorted(onsets)
+
+
+def test_captions_follow_composition():
+    rng = np.random.default_rng(0)
+    scene = {
+        "composition": "background",
+        "items": [
+            {"label": "fire", "role": "bg", "count": 1, "loudness": "normal"},
+            {"label": "dog", "role": "fg", "count": 2, "loudness": "loud"},
+        ],
+    }
+    caps = sounds.scene_captions(scene, rng)
+    assert len(set(caps)) == 5
+    assert all(("while" in c or " as " in c or "background" in c or "over" in c) for c in caps)
+    assert all(("dog" in c) and ("fire" in c) for c in caps)
+
+
+def test_load_audio_errors_and_conversions(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        data.load_audio(tmp_path / "nope.wav", 32000)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav file")
+    with pytest.raises(ValueError, match="bad.wav"):
+        data.load_audio(bad, 32000)
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ValueError, match="silent"):
+        data.load_audio(tmp_path / "silent.wav", 32000)
+    sf.write(tmp_path / "short.wav", np.full(800, 0.5, np.float32), 16000)  # 0.05 s
+    with pytest.raises(ValueError, match="shorter"):
+        data.load_audio(tmp_path / "short.wav", 32000)
+    nan = np.full(16000, 0.1, np.float32)
+    nan[5] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="NaN"):
+        data.load_audio(tmp_path / "nan.wav", 32000)
+    t = np.arange(44100) / 44100
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], 1).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", stereo, 44100)
+    x = data.load_audio(tmp_path / "stereo.wav", 32000)
+    assert x.dtype == np.float32 and x.shape == (32000,)
+    assert abs(np.abs(x).max() - 0.25) < 0.01  # mean of the two channels
+
+
+def _write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _tone(path, seconds=1.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.3 * np.sin(np.linspace(0, 400 * np.pi, int(32000 * seconds))).astype(np.float32), 32000)
+
+
+def test_audiocaps_loader_on_fixture(tmp_path):
+    base = tmp_path / "AUDIOCAPS"
+    _write_csv(
+        base / "csv_files_v1" / "train.csv",
+        ["audiocap_id", "youtube_id", "start_time", "caption"],
+        [[1, "abc", 30, "A dog barks"], [2, "xyz", 0, "Rain falls"], [3, "gone", 10, "Removed video"]],
+    )
+    caps = [[10 + i, "val1", 20, f"Caption {i}"] for i in range(5)]
+    _write_csv(
+        base / "csv_files_v1" / "val.csv", ["audiocap_id", "youtube_id", "start_time", "caption"], caps
+    )
+    _tone(base / "audio_32000Hz" / "train" / "abc_30.flac")
+    _tone(base / "audio_32000Hz" / "train" / "xyz_0.flac")
+    _tone(base / "audio_32000Hz" / "val" / "val1_20.flac")
+    df = data.load_split("train", dataset="audiocaps", root=tmp_path)
+    assert list(df["id"]) == ["abc_30", "xyz_0"]  # the clip without audio is skipped
+    assert list(df["captions"]) == [["A dog barks"], ["Rain falls"]]
+    assert data.load_audio(df["audio"][0], 32000).shape == (32000,)
+    val = data.load_split("val", dataset="audiocaps", root=tmp_path)
+    assert len(val) == 1 and val["captions"][0] == [f"Caption {i}" for i in range(5)]
+    with pytest.raises(FileNotFoundError, match="aac-datasets-download"):
+        data.load_split("test", dataset="audiocaps", root=tmp_path)
+
+
+def test_clotho_loader_on_fixture(tmp_path):
+    base = tmp_path / "CLOTHO_v2.1"
+    header = ["file_name"] + [f"caption_{i}" for i in range(1, 6)]
+    _write_csv(
+        base / "clotho_csv_files" / "clotho_captions_evaluation.csv",
+        header,
+        [
+            ["birds.wav"] + [f"birds sing {i}" for i in range(5)],
+            ["car.wav"] + [f"a car passes {i}" for i in range(5)],
+        ],
+    )
+    _tone(base / "clotho_audio_files" / "evaluation" / "birds.wav")
+    _tone(base / "clotho_audio_files" / "evaluation" / "car.wav", 2.0)
+    df = data.load_split("test", dataset="clotho", root=tmp_path)
+    assert list(df["id"]) == ["birds.wav", "car.wav"] and all(len(c) == 5 for c in df["captions"])
+    assert df["audio"][1].endswith("evaluation/car.wav")
+    with pytest.raises(FileNotFoundError, match="clotho_captions_development.csv"):
+        data.load_split("train", dataset="clotho", root=tmp_path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        data.load_split("dev")
+    with pytest.raises(ValueError, match="dataset"):
+        data.load_split("train", dataset="esc50")
+    with pytest.raises(ValueError, match="size"):
+        data.build_embedded_dataset(size="huge")
+    with pytest.raises(FileNotFoundError, match="python -m dlink.data build"):
+        data.load_split("train", size="smoke", root=tmp_path / "empty")
