@@ -293,7 +293,10 @@ def _is_complete(folder: Path) -> bool:
     marker = folder / "build.json"
     if not marker.is_file():
         return False
-    info = read_json(marker)
+    try:
+        info = read_json(marker)
+    except ValueError:  # a damaged marker means an incomplete build: rebuild
+        return False
     for split in SPLITS:
         f = folder / f"{split}.csv"
         if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != info["sha256"].get(split):
