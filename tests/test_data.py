@@ -185,3 +185,11 @@ def test_bad_arguments(tmp_path):
         data.build_embedded_dataset(size="huge")
     with pytest.raises(FileNotFoundError, match="python -m dlink.data build"):
         data.load_split("train", size="smoke", root=tmp_path / "empty")
+
+
+def test_missing_source_package_names_install_command(monkeypatch, tmp_path):
+    info = dict(sounds.SOURCE_INFO)
+    info["wordwarvi"] = (str(tmp_path / "gone"), *info["wordwarvi"][1:])
+    monkeypatch.setattr(sounds, "SOURCE_INFO", info)
+    with pytest.raises(FileNotFoundError, match="apt-get install wordwarvi-sound"):
+        sounds.scan_sources()
