@@ -1,0 +1,247 @@
+"""Baseline bridges behind the same `.fit(audio, text, val=None, device=None)` / `.transform(audio)`.
+
+    identity           raw audio embedding (the "none" row)
+    mean_shift         remove the audio mean, add the text mean, renormalise (C3 / WSAC)
+    projection         softmax-weighted mix of the k nearest training TEXT embeddings (DRCap / WSAC)
+    mlp_regression     audio -> text with MSE, the denoiser's network with the timestep fixed at 0
+    diffusion_bridge   text-only diffusion prior + SDEdit (Diffusion-Link with cross & topo off)
+    conditional_prior  noise -> text embedding conditioned on audio (DiffGAP / DALL-E 2 prior style)
+    diffusion_link     the method (dlink.bridge.DiffusionLink)
+
+`make_bridge(name, **config)` builds any of them; `BRIDGES` maps names to classes. Every
+`.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlink.bridge import (
+    Bridge,
+    DiffusionLink,
+    DiffusionLinkConfig,
+    ResidualMLPDenoiser,
+    _as_matrix,
+    _as_pair,
+)
+
+
+def _out(x: torch.Tensor) -> np.ndarray:
+    return F.normalize(x, dim=1).numpy().astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------- closed-form
+
+
+@dataclass
+class IdentityConfig:
+    pass
+
+
+class Identity(Bridge):
+    """The raw audio embedding, L2-normalised: the no-bridge row of every table."""
+
+    name, config_cls = "identity", IdentityConfig
+
+    def fit(self, audio, text, val=None, device=None):
+        self.dim = _as_pair(audio, text)[0].shape[1]
+        return self
+
+    def transform(self, audio) -> np.ndarray:
+        self._check_fitted()
+        return _out(_as_matrix(audio, "audio", self.dim))
+
+
+@dataclass
+class MeanShiftConfig:
+    # renormalize=False returns the shifted vectors as they are (not unit norm): only for checking
+    renormalize: bool = True
+
+
+class MeanShift(Bridge):
+    """e -> normalize(e - mean(audio_train) + mean(text_train)) (C3 / WSAC embedding shift)."""
+
+    name, config_cls = "mean_shift", MeanShiftConfig
+
+    def fit(self, audio, text, val=None, device=None):
+        a, t = _as_pair(audio, text)
+        a, t = F.normalize(a, dim=1), F.normalize(t, dim=1)
+        self.dim, self.audio_mean, self.text_mean = a.shape[1], a.mean(0), t.mean(0)
+        return self
+
+    def transform(self, audio) -> np.ndarray:
+        self._check_fitted()
+        x = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1) - self.audio_mean + self.text_mean
+        return _out(x) if self.config.renormalize else x.numpy()
+
+    def _state(self):
+        return {"audio_mean": self.audio_mean, "text_mean": self.text_mean}
+
+    def _set_state(self, tensors, device=None):
+        self.audio_mean, self.text_mean = tensors["audio_mean"], tensors["text_mean"]
+
+
+@dataclass
+class ProjectionConfig:
+    k: int | None = 32  # nearest training texts mixed; None -> all
+    temperature: float = 0.05  # softmax over cosine similarities
+    chunk: int = 4096
+
+    def __post_init__(self):
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k={self.k} must be >= 1 or None")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0")
+
+
+class Projection(Bridge):
+    """Projection decoding: sum_j softmax(cos(a, t_j) / tau) t_j over the k nearest training texts
+    (DRCap / WSAC; the retrieved captions themselves are not used). Output lies in their span."""
+
+    name, config_cls = "projection", ProjectionConfig
+
+    def fit(self, audio, text, val=None, device=None):
+        _, t = _as_pair(audio, text)
+        self.bank = F.normalize(t, dim=1)
+        self.dim = t.shape[1]
+        return self
+
+    def transform(self, audio) -> np.ndarray:
+        self._check_fitted()
+        a = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1)
+        c, out = self.config, []
+        k = min(c.k or self.bank.shape[0], self.bank.shape[0])
+        for i in range(0, a.shape[0], c.chunk):
+            sim, idx = (a[i : i + c.chunk] @ self.bank.T).topk(k, dim=1)
+            w = torch.softmax(sim / c.temperature, dim=1)
+            out.append(torch.einsum("mk,mkd->md", w, self.bank[idx]))
+        return _out(torch.cat(out))
+
+    def _state(self):
+        return {"bank": self.bank}
+
+    def _set_state(self, tensors, device=None):
+        self.bank = tensors["bank"]
+
+
+# --------------------------------------------------------------------------- learned
+
+
+@dataclass
+class MLPRegressionConfig(DiffusionLinkConfig):
+    """DiffusionLinkConfig's network and optimisation fields; the diffusion and loss ones are unused."""
+
+
+class MLPRegression(DiffusionLink):
+    """audio -> text by MSE with the denoiser's exact network (timestep fixed at 0): same size and
+    training loop as Diffusion-Link, no diffusion. Answers "is diffusion needed at all?"."""
+
+    name, config_cls = "mlp_regression", MLPRegressionConfig
+
+    def _weights(self):
+        return {"mse": 1.0}
+
+    def _losses(self, net, a, t, gen):
+        return {"mse": F.mse_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
+
+    def _bridge(self, net, x, start_step, steps, gen):
+        return net(x, torch.zeros(1, dtype=torch.long, device=x.device))
+
+
+@dataclass
+class DiffusionBridgeConfig(DiffusionLinkConfig):
+    """Diffusion-Link's defaults with both extra losses off, so the two differ only in the losses.
+    The original's own settings are `centre=True, start_step=600` (SDEdit from 600 of 1000)."""
+
+    lambda_cross: float = 0.0
+    lambda_topo: float = 0.0
+
+
+class DiffusionBridge(DiffusionLink):
+    """Diffusion Bridge: a diffusion prior trained on TEXT only, applied to audio by SDEdit.
+    (= Diffusion-Link with the cross-sample and topology losses switched off)."""
+
+    name, config_cls = "diffusion_bridge", DiffusionBridgeConfig
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        if self.config.lambda_cross or self.config.lambda_topo or not self.config.use_prior:
+            raise ValueError(
+                "diffusion_bridge is the text-only prior: keep lambda_cross=0, lambda_topo=0, use_prior=True"
+            )
+
+
+@dataclass
+class ConditionalPriorConfig(DiffusionLinkConfig):
+    """Conditional prior: x0-prediction of text from noise given audio, DDIM from k = T."""
+
+    conditioning: str = "film"  # "film" (audio added to the timestep embedding) or "concat" (to the input)
+    steps: int = 50
+    use_prior: bool = True  # its only loss: ||f(q_sample(t, k), k | a) - t||^2
+    lambda_cross: float = 0.0
+    lambda_topo: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.conditioning not in ("film", "concat"):
+            raise ValueError(f"conditioning={self.conditioning!r} must be 'film' or 'concat'")
+
+
+class ConditionalPrior(DiffusionLink):
+    """noise -> text embedding conditioned on the audio embedding, sampled with seeded DDIM from
+    pure noise (DiffGAP / DALL-E 2 prior style). `start_step` is ignored: sampling starts at T."""
+
+    name, config_cls = "conditional_prior", ConditionalPriorConfig
+
+    def _make_net(self, dim):
+        c = self.config
+        width = c.width or dim
+        return ResidualMLPDenoiser(
+            dim, width, c.hidden or 2 * width, c.n_blocks, c.time_dim, cond_dim=dim, cond_mode=c.conditioning
+        )
+
+    def _weights(self):
+        return {"prior": 1.0}
+
+    def _losses(self, net, a, t, gen):
+        d = self.diffusion
+        k = d.sample_steps(t.shape[0], gen, t.device)
+        noise = torch.randn(t.shape, generator=gen, device=t.device)
+        return {"prior": F.mse_loss(net(d.q_sample(t, k, noise), k, cond=a), t)}
+
+    def _bridge(self, net, x, start_step, steps, gen):
+        c = self.config
+        x_T = torch.randn(x.shape, generator=gen, device=x.device)
+        return self.diffusion.ddim_loop(
+            lambda xk, k: net(xk, k[:1], cond=x),
+            x_T,
+            c.T,
+            steps,
+            eta=c.eta,
+            generator=gen,
+            x0_fn=self._renorm if c.renorm else None,
+        )
+
+
+# --------------------------------------------------------------------------- registry
+
+BRIDGES: dict[str, type[Bridge]] = {
+    "identity": Identity,
+    "mean_shift": MeanShift,
+    "projection": Projection,
+    "mlp_regression": MLPRegression,
+    "diffusion_bridge": DiffusionBridge,
+    "conditional_prior": ConditionalPrior,
+    "diffusion_link": DiffusionLink,
+}
+
+
+def make_bridge(name: str, **config) -> Bridge:
+    """Build the bridge called `name` (see `BRIDGES`) with config fields as keyword arguments."""
+    if name not in BRIDGES:
+        raise ValueError(f"unknown bridge {name!r}; choose one of {', '.join(BRIDGES)}")
+    return BRIDGES[name](**config)
