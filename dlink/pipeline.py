@@ -17,8 +17,9 @@ What a run does:
   declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
 - resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
   of the notebook's cell sources, its parameters, the profile and the hashes of every earlier
-  notebook's done marker. A notebook whose key is unchanged is skipped; rerunning an earlier
-  notebook changes its marker and so reruns everything after it. --force reruns regardless.
+  notebook's done marker, plus the files it wrote under figures/ and results/. A notebook whose
+  key is unchanged and whose files all still exist is skipped; rerunning an earlier notebook
+  changes its marker and so reruns everything after it. --force reruns regardless.
   Code changes inside the dlink package are NOT part of the key: use --force after them.
 - it stops at the first failure, naming the notebook, the cell (1-based, counted in the source
   notebook), its execution count and the exception; prints each notebook's time; and ends by
@@ -85,7 +86,7 @@ class NotebookFailed(RuntimeError):
 @dataclass
 class StepResult:
     notebook: str
-    status: str  # "ran" | "skipped"
+    status: str  # "ran" | "skipped" | "FAILED"
     seconds: float = 0.0
     output: Path | None = None
 
@@ -303,34 +304,57 @@ def run_pipeline(
 
     result = PipelineResult()
     before = _snapshot(watch)
-    with _kernel_env(profile):
-        for nb in selected:
-            upstream = notebooks[: notebooks.index(nb)]
-            nb_params = dict(routed[nb])
-            if "profile" in notebook_parameters(nb):
-                nb_params["profile"] = profile
-            key = _step_key(nb, nb_params, profile, upstream, run_dir)
-            marker, out = _marker_path(run_dir, nb), run_dir / nb.name
-            if not force and marker.is_file() and out.is_file() and read_json(marker).get("key") == key:
-                log(f"[pipeline] {nb.stem}: up to date, skipped (--force reruns it)")
-                result.steps.append(StepResult(nb.stem, "skipped", 0.0, out))
-                continue
-            missing = [u.stem for u in upstream if not _marker_path(run_dir, u).is_file()]
-            if missing:
-                log(
-                    f"[pipeline] warning: {', '.join(missing)} not run yet for profile {profile}; {nb.stem} may lack inputs"
-                )
-            shown = ", ".join(f"{k}={v!r}" for k, v in nb_params.items())
-            log(f"[pipeline] {nb.stem}: running ({shown})")
-            seconds = _execute(nb, out, nb_params, progress)
-            done_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            write_json(marker, {"notebook": nb.name, "key": key, "profile": profile, "parameters": nb_params,
-                                "seconds": round(seconds, 2), "completed_at": done_at})  # fmt: skip
-            log(f"[pipeline] {nb.stem}: done in {_fmt_time(seconds)} -> {out}")
-            result.steps.append(StepResult(nb.stem, "ran", seconds, out))
-    after = _snapshot(watch)
-    result.written = sorted(p for p, st in after.items() if before.get(p) != st)
+    try:
+        with _kernel_env(profile):
+            for nb in selected:
+                _run_step(nb, notebooks, routed[nb], profile, run_dir, force, progress, watch, log, result)
+    except NotebookFailed as e:
+        e.result = result  # so the caller can still report what ran and what was written
+        raise
+    finally:
+        after = _snapshot(watch)
+        result.written = sorted(p for p, st in after.items() if before.get(p) != st)
     return result
+
+
+def _run_step(nb, notebooks, nb_params, profile, run_dir, force, progress, watch, log, result) -> None:
+    upstream = notebooks[: notebooks.index(nb)]
+    nb_params = dict(nb_params)
+    if "profile" in notebook_parameters(nb):
+        nb_params["profile"] = profile
+    key = _step_key(nb, nb_params, profile, upstream, run_dir)
+    marker, out = _marker_path(run_dir, nb), run_dir / nb.name
+    if not force and marker.is_file() and out.is_file():
+        done = read_json(marker)
+        gone = [f for f in done.get("outputs", []) if not Path(f).is_file()]
+        if done.get("key") == key and not gone:
+            log(f"[pipeline] {nb.stem}: up to date, skipped (--force reruns it)")
+            result.steps.append(StepResult(nb.stem, "skipped", 0.0, out))
+            return
+        if done.get("key") == key:
+            log(f"[pipeline] {nb.stem}: {len(gone)} of its output files are gone (e.g. {gone[0]}); rerunning")
+    missing = [u.stem for u in upstream if not _marker_path(run_dir, u).is_file()]
+    if missing:
+        log(
+            f"[pipeline] warning: {', '.join(missing)} not run yet for profile {profile}; {nb.stem} may lack inputs"
+        )
+    # A step that starts is not done until it finishes: a failure or Ctrl-C half way through
+    # (its outputs possibly half rewritten) must not be skipped next time.
+    marker.unlink(missing_ok=True)
+    shown = ", ".join(f"{k}={v!r}" for k, v in nb_params.items())
+    log(f"[pipeline] {nb.stem}: running ({shown})")
+    t0, before = time.perf_counter(), _snapshot(watch)
+    try:
+        seconds = _execute(nb, out, nb_params, progress)
+    except NotebookFailed:
+        result.steps.append(StepResult(nb.stem, "FAILED", time.perf_counter() - t0, None))
+        raise
+    done_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    outputs = sorted(str(p) for p, st in _snapshot(watch).items() if before.get(p) != st)
+    write_json(marker, {"notebook": nb.name, "key": key, "profile": profile, "parameters": nb_params,
+                        "seconds": round(seconds, 2), "completed_at": done_at, "outputs": outputs})  # fmt: skip
+    log(f"[pipeline] {nb.stem}: done in {_fmt_time(seconds)} -> {out}")
+    result.steps.append(StepResult(nb.stem, "ran", seconds, out))
 
 
 class _QuietPapermill(logging.Filter):
@@ -459,21 +483,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2
     except NotebookFailed as e:
+        _summary(e.result, time.perf_counter() - t0)
         print(f"[pipeline] FAILED: {e}", file=sys.stderr)
         return 1
+    _summary(res, time.perf_counter() - t0)
+    return 0
+
+
+def _summary(res: PipelineResult, seconds: float) -> None:
     ran = [s for s in res.steps if s.status == "ran"]
     print(
-        f"[pipeline] {len(ran)} notebook(s) ran, {len(res.steps) - len(ran)} skipped, {_fmt_time(time.perf_counter() - t0)} in all"
+        f"[pipeline] {len(ran)} notebook(s) ran, {len(res.steps) - len(ran)} skipped, {_fmt_time(seconds)} in all"
     )
     for s in res.steps:
-        print(f"  {s.notebook:<28} {s.status:<8} {_fmt_time(s.seconds) if s.status == 'ran' else ''}")
+        print(f"  {s.notebook:<28} {s.status:<8} {_fmt_time(s.seconds) if s.status != 'skipped' else ''}")
     if res.written:
         print("[pipeline] files written (new or changed):")
         for p in res.written:
             print(f"  {p.relative_to(paths.ROOT) if p.is_relative_to(paths.ROOT) else p}")
     else:
         print("[pipeline] no files under figures/ or results/ were created or changed")
-    return 0
 
 
 if __name__ == "__main__":

@@ -89,11 +89,16 @@ def test_runs_in_order_resumes_and_forces(project):
     assert [s.status for s in res.steps] == ["skipped"] * 4 and res.written == []
     assert len(_order(out)) == 4
 
+    # a deleted output file reruns its notebook (and, its marker being new, those after it)
+    (out / "04_plain.txt").unlink()
+    res = run_pipeline(profile="smoke", params={"out_dir": str(out), "scale": 7}, **kw)
+    assert [s.status for s in res.steps] == ["skipped"] * 3 + ["ran"] and (out / "04_plain.txt").is_file()
+
     # rerunning 02 alone (--force) invalidates 03 and 04 (their upstream marker changed), not 01
     run_pipeline(profile="smoke", only=["02"], params={"out_dir": str(out), "scale": 7}, force=True, **kw)
     res = run_pipeline(profile="smoke", params={"out_dir": str(out), "scale": 7}, **kw)
     assert [s.status for s in res.steps] == ["skipped", "skipped", "ran", "ran"]
-    assert _order(out)[4:] == ["02_bridge", "03_eval", "04_plain"]
+    assert _order(out)[5:] == ["02_bridge", "03_eval", "04_plain"]
 
     # a changed parameter reruns the notebook that takes it, and so everything after it
     res = run_pipeline(profile="smoke", only=["01"], params={"out_dir": str(out), "scale": 8}, **kw)

@@ -1,0 +1,123 @@
+"""dlink.profiles: the three profiles and resolve_params' validation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dlink.profiles import PROFILES, Params, Profile, get_profile, resolve_device, resolve_params
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    # never probe the network from tests; an unset profile variable unless a test sets it
+    monkeypatch.setenv("DLINK_OFFLINE", "1")
+    monkeypatch.delenv("DLINK_PROFILE", raising=False)
+
+
+def test_profiles_grow_from_smoke_to_full():
+    assert set(PROFILES) == {"smoke", "default", "full"}
+    s, d, f = PROFILES["smoke"], PROFILES["default"], PROFILES["full"]
+    assert (s.n_seeds, f.n_seeds) == (1, 3) and 1 <= d.n_seeds <= 2
+    assert (s.lm, d.lm, f.lm) == ("tiny-random", "smollm2-135m", "smollm2-135m")
+    assert (s.beams, f.beams) == (1, 4)
+    assert s.dataset_size == "smoke" and d.dataset_size == "default"
+    for small, big in ((s, d), (d, f)):
+        for name in ("clap_epochs", "bridge_epochs", "captioner_epochs", "umap_points"):
+            assert getattr(small, name) <= getattr(big, name), name
+        for grid in ("start_steps", "ddim_steps", "n_blocks"):
+            assert len(getattr(small, grid)) <= len(getattr(big, grid)), grid
+    for p in PROFILES.values():
+        assert all(0 < k < 1000 for k in p.start_steps) and all(n >= 1 for n in p.ddim_steps + p.n_blocks)
+        hash(p)  # frozen + tuples: usable as a cache key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.n_seeds = 5
+
+
+def test_defaults_and_environment(monkeypatch):
+    P = resolve_params()
+    assert isinstance(P, Params) and P.profile.name == "default"
+    assert P.seeds == (0, 1) == tuple(range(PROFILES["default"].n_seeds))
+    assert P.device in ("cpu", "cuda") and P.dataset == "embedded" and P.encoder == "embedded"
+    assert P.bridge_epochs == PROFILES["default"].bridge_epochs  # profile fields read through
+    monkeypatch.setenv("DLINK_PROFILE", "smoke")
+    P = resolve_params(profile=None, seeds=[3, 5])
+    assert P.profile is PROFILES["smoke"] and P.seeds == (3, 5) and P.lm == "tiny-random"
+    assert resolve_params(profile="full").profile.name == "full"  # explicit beats the environment
+    assert resolve_params(profile=PROFILES["full"]).profile.name == "full"
+    d = P.as_dict()
+    assert d["profile"]["name"] == "smoke" and d["seeds"] == [3, 5] and d["clap_ckpt"] is None
+    monkeypatch.setenv("DLINK_PROFILE", "tiny")
+    with pytest.raises(
+        ValueError, match=r"\$DLINK_PROFILE='tiny' is not a profile; valid: smoke, default, full"
+    ):
+        get_profile()
+
+
+def test_every_problem_reported_at_once():
+    with pytest.raises(ValueError) as e:
+        resolve_params(profile="huge", dataset="esc50", encoder="msclap", seeds=[], beams=3, lr=0.1)
+    msg = str(e.value)
+    for needle in (
+        "unknown parameter(s) beams, lr",
+        "profile='huge' is not a profile; valid: smoke, default, full",
+        "dataset='esc50' is not known; valid: embedded, audiocaps, clotho",
+        "encoder='msclap' is not known; valid: embedded, laion-clap",
+        "seeds must be None",
+    ):
+        assert needle in msg, (needle, msg)
+    assert msg.count("\n  - ") == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"seeds": 3}, "non-empty list of ints"),
+        ({"seeds": [0, "1"]}, "non-empty list of ints"),
+        ({"seeds": [True]}, "non-empty list of ints"),
+        ({"seeds": [-1]}, "non-empty list of ints"),
+        ({"seeds": [1, 1]}, "duplicates"),
+        ({"dataset": "audiocaps"}, "needs data_root"),
+        ({"dataset": "clotho", "data_root": "/no/such/clotho"}, "is not a folder"),
+        ({"data_root": "/tmp"}, "only used with dataset='audiocaps' or 'clotho'"),
+        ({"encoder": "laion-clap"}, "clap_ckpt='/path/to/630k-audioset-best.pt'"),
+        ({"encoder": "laion-clap", "clap_ckpt": "/no/such.pt"}, "does not exist; download it from https://"),
+        ({"clap_ckpt": "/no/such.pt"}, "only used with encoder='laion-clap'"),
+        ({"device": "tpu"}, "device must be 'auto'"),
+    ],
+)
+def test_bad_values(kwargs, needle):
+    with pytest.raises(ValueError, match="invalid notebook parameters") as e:
+        resolve_params(profile="smoke", **kwargs)
+    assert needle in str(e.value)
+
+
+def test_real_paths_accepted(tmp_path):
+    ckpt = tmp_path / "630k-audioset-best.pt"
+    ckpt.write_bytes(b"x")
+    P = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt))
+    assert P.clap_ckpt == ckpt and P.encoder == "laion-clap"
+    P = resolve_params(profile="smoke", dataset="audiocaps", data_root=tmp_path)
+    assert P.data_root == tmp_path
+
+
+def test_resolve_device():
+    import torch
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        resolve_device("")
+
+
+def test_profile_is_a_dataclass_with_documented_fields():
+    names = {f.name for f in dataclasses.fields(Profile)}
+    assert {
+        "name", "dataset_size", "n_seeds", "clap_epochs", "bridge_epochs", "bridge_batch_size", "lm",
+        "captioner_epochs", "captioner_train_items", "eval_items", "beams", "umap_points",
+        "start_steps", "ddim_steps", "n_blocks", "device",
+    } <= names  # fmt: skip
