@@ -1,0 +1,112 @@
+"""Analytic checks of the modality-gap metrics (dlink/gap.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlink.gap import GAP_DIRECTIONS, frechet_distance, gap_report, knn_mixing, mmd2_rbf, retrieval_recall
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def emb():
+    rng = np.random.default_rng(0)
+    return _unit(rng.standard_normal((300, 32)))
+
+
+def test_identical_sets_have_no_gap(emb):
+    r = gap_report(emb, emb.copy(), k=10, seed=0)
+    assert list(r) == list(GAP_DIRECTIONS)
+    assert r["centroid_distance"] == pytest.approx(0.0, abs=1e-12)
+    assert r["paired_cos_mean"] == pytest.approx(1.0) and r["paired_cos_std"] == pytest.approx(0.0, abs=1e-7)
+    assert 0.4 <= r["separability"] <= 0.6
+    assert r["frechet"] == pytest.approx(0.0, abs=1e-8)
+    assert abs(r["mmd2_rbf"]) < 0.01
+    # each point's twin is a neighbour from the other set; the rest alternate: ~0.5
+    assert 0.45 <= r["knn_mixing"] <= 0.6
+    assert r["a2t_R1"] == 1.0 and r["a2t_R10"] == 1.0
+
+
+def test_same_distribution_mixes_and_far_sets_do_not():
+    rng = np.random.default_rng(1)
+    x, y = _unit(rng.standard_normal((400, 16))), _unit(rng.standard_normal((400, 16)))
+    share, norm = knn_mixing(x, y, k=10)
+    assert share == pytest.approx(400 / 799, abs=0.05) and norm == pytest.approx(1.0, abs=0.1)
+    far = _unit(rng.standard_normal((400, 16)) * 0.05 + 10.0)  # tight cone around (1, ..., 1)
+    share_far, _ = knn_mixing(x + 0.0, -far, k=10)
+    assert share_far < 0.01
+    r = gap_report(x, y, paired=False)
+    assert 0.4 <= r["separability"] <= 0.6
+    assert np.isnan(r["paired_cos_mean"]) and np.isnan(r["a2t_R1"])
+
+
+def test_shift_gives_centroid_distance_and_frechet():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4000, 8))
+    shift = np.array([3.0, -4.0, 0, 0, 0, 0, 0, 0])  # ||shift|| = 5
+    r = gap_report(x, x + shift, normalize=False, max_points=500)
+    assert r["centroid_distance"] == pytest.approx(5.0, abs=1e-9)
+    assert r["frechet"] == pytest.approx(25.0, abs=1e-6)  # same covariance: exactly ||shift||^2
+    assert r["separability"] > 0.98 and r["mmd2_rbf"] > 0.5
+    # independent samples: FD -> ||shift||^2 up to sampling noise of the covariances
+    y = rng.standard_normal((4000, 8)) + shift
+    assert frechet_distance(x, y) == pytest.approx(25.0, rel=0.02)
+
+
+def test_frechet_matches_closed_form_for_different_covariances():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20000, 3)) * np.array([1.0, 2.0, 3.0])
+    y = rng.standard_normal((20000, 3)) * np.array([2.0, 2.0, 1.0])
+    # diagonal covariances: FD = sum (s1 - s2)^2 over standard deviations
+    assert frechet_distance(x, y) == pytest.approx(1.0 + 0.0 + 4.0, abs=0.15)
+
+
+def test_mmd_identical_near_zero_shifted_positive():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 10))
+    assert abs(mmd2_rbf(x, x.copy())) < 0.01
+    assert mmd2_rbf(x, x.copy(), unbiased=False) == pytest.approx(0.0, abs=1e-6)
+    assert mmd2_rbf(x, x + 2.0) > 0.3
+
+
+def test_retrieval_recall():
+    rng = np.random.default_rng(5)
+    t = _unit(rng.standard_normal((200, 64)))
+    assert retrieval_recall(t, t.copy()) == {"R@1": 1.0, "R@5": 1.0, "R@10": 1.0}
+    # a random gallery: recall@k ~ k / N
+    r = retrieval_recall(_unit(rng.standard_normal((200, 64))), t, ks=(10,))
+    assert r["R@10"] < 0.15
+    # collapse onto one point: ties count against the query -> no hits
+    assert retrieval_recall(np.ones((200, 64)), np.ones((200, 64)), ks=(1,))["R@1"] == 0.0
+    # several captions per clip
+    gal = np.repeat(t, 3, axis=0) + 0.01 * rng.standard_normal((600, 64))
+    assert retrieval_recall(t, gal, ks=(1,), gallery_ids=np.repeat(np.arange(200), 3))["R@1"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("audio", "text", "kwargs", "match"),
+    [
+        (np.ones(5), np.ones((20, 4)), {}, "2-D"),
+        (np.ones((20, 4)), np.ones((20, 5)), {}, "embedding dim"),
+        (np.ones((20, 4)), np.ones((21, 4)), {}, "paired=False"),
+        (np.full((20, 4), np.nan), np.ones((20, 4)), {}, "NaN/inf"),
+        (np.ones((3, 4)), np.ones((3, 4)), {}, "at least"),
+        (np.zeros((20, 4)), np.ones((20, 4)), {}, "zero norm"),
+        (np.ones((20, 4)), np.ones((20, 4)), {"k": 0}, "k must be"),
+    ],
+)
+def test_bad_input_raises(audio, text, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gap_report(audio, text, **kwargs)
+
+
+def test_unpaired_sizes_allowed_and_seed_deterministic(emb):
+    a, b = (
+        gap_report(emb[:200], emb[100:], paired=False, seed=3),
+        gap_report(emb[:200], emb[100:], paired=False, seed=3),
+    )
+    assert a == pytest.approx(b, nan_ok=True)
