@@ -1,0 +1,105 @@
+"""Tables: aggregation over seeds, best-value marking, pass-through text, atomic files."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from dlink.tables import GAP_DIRECTIONS, write_table
+
+
+def _rows():
+    return [
+        {"method": "identity", "seed": 0, "centroid_distance": 0.80, "separability": 1.00, "a2t_R1": 0.30},
+        {"method": "identity", "seed": 1, "centroid_distance": 0.82, "separability": 0.98, "a2t_R1": 0.32},
+        {"method": "mean_shift", "seed": 0, "centroid_distance": 0.10, "separability": 0.70, "a2t_R1": 0.29},
+        {"method": "mean_shift", "seed": 1, "centroid_distance": 0.12, "separability": 0.72, "a2t_R1": 0.31},
+        {
+            "method": "diffusion_link",
+            "seed": 0,
+            "centroid_distance": 0.20,
+            "separability": 0.52,
+            "a2t_R1": 0.40,
+        },
+        {
+            "method": "diffusion_link",
+            "seed": 1,
+            "centroid_distance": 0.22,
+            "separability": 0.46,
+            "a2t_R1": 0.42,
+        },
+    ]
+
+
+def test_mean_std_and_best(tmp_path):
+    csv, md = write_table(_rows(), tmp_path / "gap")
+    assert csv == tmp_path / "gap.csv" and md == tmp_path / "gap.md"
+    df = pd.read_csv(csv)
+    assert list(df["method"]) == ["identity", "mean_shift", "diffusion_link"]  # first-appearance order
+    assert list(df["n_seeds"]) == [2, 2, 2]
+    row = df.set_index("method").loc["identity"]
+    assert row["centroid_distance_mean"] == pytest.approx(0.81)
+    assert row["centroid_distance_std"] == pytest.approx(math.sqrt(2 * 0.01**2))  # ddof=1
+    text = md.read_text()
+    lines = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| ")}
+    # lower centroid distance, separability closest to 0.5, higher R@1
+    assert "**0.110 ± 0.014**" in lines["mean_shift"]
+    assert "**0.490 ± 0.042**" in lines["diffusion_link"] and "**0.410 ± 0.014**" in lines["diffusion_link"]
+    assert text.count("**") == 2 * 3
+    assert "centroid_distance ↓" in text and "separability →0.5" in text and "a2t_R1 ↑" in text
+
+
+def test_overrides_strings_and_dataframe(tmp_path):
+    rows = pd.DataFrame(
+        [
+            {"method": "raw", "seed": 0, "CIDEr": 0.2, "SPICE": "unavailable"},
+            {"method": "raw", "seed": 1, "CIDEr": 0.4, "SPICE": "unavailable"},
+            {"method": "dlink", "seed": 0, "CIDEr": 0.5, "SPICE": "unavailable"},
+        ]
+    )
+    csv, md = write_table(rows, tmp_path / "cap", higher_is_better={"CIDEr": False}, decimals=2)
+    df = pd.read_csv(csv)
+    assert list(df["SPICE_mean"]) == ["unavailable", "unavailable"]
+    assert df["CIDEr_std"].isna().tolist() == [False, True]  # one seed: no std
+    text = md.read_text()
+    assert "| dlink | 1 | 0.50 | unavailable |" in text  # single seed: mean only, not bold
+    assert "**0.30 ± 0.14**" in text and "CIDEr ↓" in text  # lower is better, overridden
+
+
+def test_ties_at_display_precision_all_bold(tmp_path):
+    rows = [{"method": "a", "m": 0.1001}, {"method": "b", "m": 0.1002}, {"method": "c", "m": 0.05}]
+    _, md = write_table(rows, tmp_path / "t", decimals=3)
+    assert md.read_text().count("**0.100**") == 2
+
+
+def test_relative_stem_goes_to_results(tmp_path, monkeypatch):
+    from dlink import paths
+
+    monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
+    csv, md = write_table(_rows(), "gap_k0.5")
+    assert csv == tmp_path / "results" / "gap_k0.5.csv" and md.is_file()
+    assert not [p for p in (tmp_path / "results").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_directions_cover_gap_report_keys():
+    assert GAP_DIRECTIONS["centroid_distance"] == "lower" and GAP_DIRECTIONS["separability"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rows": []}, "empty"),
+        ({"rows": "abc"}, "DataFrame"),
+        ({"by": "bridge"}, "grouping column"),
+        ({"metrics": ["cider"]}, "not in rows"),
+        ({"higher_is_better": {"nope": True}}, "unknown metric"),
+        ({"higher_is_better": {"a2t_R1": "up"}}, "direction"),
+        ({"decimals": -1}, "decimals"),
+    ],
+)
+def test_bad_input_raises(tmp_path, kwargs, match):
+    kwargs = {"rows": _rows(), "stem": tmp_path / "x"} | kwargs
+    with pytest.raises(ValueError, match=match):
+        write_table(**kwargs)
