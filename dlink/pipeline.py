@@ -13,8 +13,9 @@ What a run does:
   .venv when started by run_all.sh), with that interpreter's bin/ first on PATH, and
   DLINK_PROFILE=<profile> in its environment (so `profile = None` in a notebook means this run's).
 - `-p NAME VALUE` is checked against each notebook's parameters cell before anything runs
-  (papermill alone only warns about unknown names); a name goes only to the notebooks that
-  declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
+  (papermill alone only warns about unknown names), and values of resolve_params' arguments
+  (dataset, encoder, seeds, ...) are validated by it up front; a name goes only to the
+  notebooks that declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
 - resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
   of the notebook's cell sources, its parameters, the profile and the hashes of every earlier
   notebook's done marker, plus the files it wrote under figures/ and results/. A notebook whose
@@ -220,6 +221,18 @@ def _route_parameters(selected: list[Path], params: dict[str, Any]) -> dict[Path
     return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in selected}
 
 
+def _precheck(profile: str, params: dict[str, Any]) -> None:
+    """Validate the -p values that the notebooks hand to resolve_params now, not in notebook 01."""
+    import inspect
+
+    from dlink.profiles import resolve_params
+
+    accepted = set(inspect.signature(resolve_params).parameters) - {"profile", "unknown"}
+    shared = {k: v for k, v in params.items() if k in accepted}
+    if shared:
+        resolve_params(profile=profile, **shared)
+
+
 # ---------------------------------------------------------------- bookkeeping
 
 
@@ -295,6 +308,7 @@ def run_pipeline(
     notebooks = find_notebooks(notebooks_dir)
     selected = _select(notebooks, only)
     routed = _route_parameters(selected, params)
+    _precheck(profile, params)
     run_dir = Path(runs_dir) / profile
     notebooks_dir = Path(notebooks_dir).resolve()
     if run_dir.resolve() == notebooks_dir or notebooks_dir in run_dir.resolve().parents:
@@ -446,8 +460,11 @@ def _parser() -> argparse.ArgumentParser:
         "--only", action="append", metavar="NN", help="run only these notebooks (03, 03_bridge, 03,05)"
     )
     ap.add_argument("--force", action="store_true", help="rerun notebooks even if up to date")
-    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
-    ap.add_argument("--notebooks", default=str(paths.NOTEBOOKS), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="set a notebook parameter (repeatable); VALUE is read as YAML: 3, [0, 1], None, text",
+    )  # fmt: skip
+    ap.add_argument("--notebooks", default=str(paths.NOTEBOOKS), help="notebooks folder (default notebooks/)")
     ap.add_argument(
         "--runs", default=str(paths.ROOT / "runs"), help="where executed notebooks go (default runs/)"
     )

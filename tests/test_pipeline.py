@@ -21,7 +21,7 @@ from dlink.pipeline import (
     strip_outputs,
 )
 
-PARAMS = 'profile = None  # smoke | default | full\nout_dir = "."; scale = 1\n'
+PARAMS = 'profile = None  # smoke | default | full\nout_dir = "."; scale = 1; seeds = None\n'
 # Each notebook appends its name to a log, so the test sees the order notebooks really ran in,
 # and writes one file whose content depends on a parameter and the profile the kernel saw.
 BODY = """import os, sys, pathlib
@@ -124,8 +124,12 @@ def test_failure_names_notebook_and_cell(project):
 
 def test_unknown_parameter_errors_before_running(project, capsys):
     nbs, out, sources, kw = project
-    with pytest.raises(ValueError, match=r"-p sacle: not a parameter.*01_data: profile, out_dir, scale"):
+    with pytest.raises(
+        ValueError, match=r"-p sacle: not a parameter.*01_data: profile, out_dir, scale, seeds"
+    ):
         run_pipeline(profile="smoke", params={"out_dir": str(out), "sacle": 3}, **kw)
+    with pytest.raises(ValueError, match=r"seeds must be None .* got 'zero'"):
+        run_pipeline(profile="smoke", params={"out_dir": str(out), "seeds": "zero"}, **kw)
     with pytest.raises(ValueError, match="--profile"):
         run_pipeline(params={"profile": "full"}, **kw)
     with pytest.raises(ValueError, match="--only 09: no such notebook; have 01_data"):
