@@ -10,5 +10,5 @@ echo "[tests] unit tests"
 .venv/bin/python -m pytest tests "$@"
 echo "[tests] notebooks (nbval, smoke profile)"
 DLINK_PROFILE=smoke .venv/bin/python -m pytest -p no:cacheprovider --nbval-lax \
-  --sanitize-with tests/nbval_sanitize.cfg notebooks
+  --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 echo "[tests] all passed in $((SECONDS - start)) s"

@@ -11,7 +11,18 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    # name: module
+    "SAMPLE_RATE": "data",
+    "build_embedded_dataset": "data",
+    "load_split": "data",
+    "load_audio": "data",
+    "Profile": "profiles",
+    "PROFILES": "profiles",
+    "Params": "profiles",
+    "resolve_params": "profiles",
+    "resolve_device": "profiles",
+    "get_profile": "profiles",
+    "run_pipeline": "pipeline",
+    "strip_outputs": "pipeline",
 }
 
 
