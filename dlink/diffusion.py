@@ -9,16 +9,18 @@ Indexing: `abar[k]` for k = 0..T with `abar[0] = 1` (clean data), so training dr
 k ~ U{1..T} and a DDIM chain always ends exactly at k = 0, where x_0 = x0_hat.
 
 Why self-written rather than diffusers' `DDPMScheduler` / `DDIMScheduler`
-(diffusers 0.42.1, read from its wheel and timed on this machine's 2 CPU cores):
+(diffusers 0.42.1, read from its wheel and timed on this machine, 1 CPU thread):
 - SDEdit starts the chain at an intermediate step k* (Diffusion Bridge: 600 of 1000) with S
   steps. `DDIMScheduler.set_timesteps(S)` always spans the whole chain and `step()` derives
-  the previous step as `t - T // S`, so starting at k* means overriding `scheduler.timesteps`
-  and `num_inference_steps` by hand so the two agree: easy to get silently wrong.
+  the previous step as `t - T // S`; starting at k* = 500 with 5 steps means asking for 10
+  steps and slicing the last 5, which gives [400, 300, 200, 100, 0] (its index 0 is already
+  one noise step, ours is clean data): an off-by-one that is easy to miss.
 - Its x0 clipping/thresholding is for pixels; we need "renormalise x0_hat to the data sphere"
   after every step (Diffusion Bridge), which is a hook here and a wrapper around `step()` there.
-- `import diffusers` costs ~3.5 s and a dependency; the schedule + DDIM update here is ~30
-  lines and is the whole of what we need. The per-step arithmetic is the same element-wise
-  work in both, so speed is set by the network (benchmarks/bench_bridge.py measures it).
+- Speed: a 5-step DDIM chain on (8192, 512) float32 took 108 ms here vs 148 ms through
+  `DDIMScheduler.step` (same cosine schedule, abar agrees to 3e-7); both are small next to
+  the network. `import diffusers` adds ~3.5 s and a dependency; the schedule + DDIM update
+  here is ~30 lines.
 """
 
 from __future__ import annotations
