@@ -112,7 +112,9 @@ def plot_embedding_map(
     seed: picks the subsample and the highlighted pairs and seeds PCA and UMAP (same seed, same
     figure). n_pairs: pairs drawn as audio -> bridged (solid) and bridged -> paired text (dotted).
     max_points: pairs kept (seeded subsample; None = all, the caller sized it). The UMAP sees N * (2 + methods) points.
-    Measured on 2 CPU cores: 2,000 pairs x 8 methods (20,000 points, D = 512) ~ 25 s.
+    Measured on the 2-core dev machine while other jobs loaded it (load 5-9): 2,000 pairs x 8
+    methods (20,000 points, D = 512) took 30-33 s in a fresh process (numba JIT included) and
+    19-21 s on a second call; the UMAP epochs dominate (n_epochs=100 roughly halves that part).
     Returns (png_path, pdf_path).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
