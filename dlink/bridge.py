@@ -514,7 +514,8 @@ class DiffusionLink(Bridge):
         """Bridge audio embeddings (M, D) into the text distribution: (M, D) float32, L2-normalised.
 
         start_step (k*) defaults to config.start_step or T // 2; steps (S) to config.steps.
-        Same config + seed + device -> same output.
+        Same config + seed + device -> same output. Where noise is drawn (start_noise, eta > 0,
+        conditional prior) it is drawn per batch of `infer_batch_size`, so keep that fixed too.
         """
         self._check_fitted()
         a = _as_matrix(audio, "audio", self.dim)
@@ -528,7 +529,8 @@ class DiffusionLink(Bridge):
         gen = torch.Generator(device=self.device).manual_seed(c.seed + 3)
         out = []
         with torch.no_grad():
-            for i in range(0, a.shape[0], c.infer_batch_size):
+            starts = range(0, a.shape[0], c.infer_batch_size)
+            for i in tqdm(starts, desc=f"bridge {self.name}", disable=not c.progress or len(starts) < 4):
                 x = self._to_x(a[i : i + c.infer_batch_size].to(self.device))
                 out.append(self._from_x(self._bridge(self.net, x, k0, s, gen)).cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
