@@ -8,6 +8,7 @@ A checkpoint holds only what was trained (projector, LoRA); the LM is referenced
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +72,22 @@ def _as_tensor(emb, name: str) -> torch.Tensor:
     return x
 
 
+def _cache_kw(lm) -> str:
+    """Name of the KV-cache argument: transformers >= 5.2x says `cache`, earlier 5.x `past_key_values`.
+
+    Checked on the model's own signature because a model taking **kwargs would silently ignore
+    the wrong name and decode without context.
+    """
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    params = inspect.signature(type(base).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _lm_step(lm, cache, **inputs):
     # Only the last position's logits are needed: skipping the 49k-way head elsewhere saves time.
-    out = lm(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1].float().log_softmax(-1), out.cache
+    out = lm(**inputs, **{_cache_kw(lm): cache}, use_cache=True, logits_to_keep=1)
+    new = out.get("cache")
+    return out.logits[:, -1].float().log_softmax(-1), out.get("past_key_values") if new is None else new
 
 
 @torch.no_grad()
