@@ -87,11 +87,11 @@ def test_diffusion_bridge_is_a_text_prior_that_closes_the_centroid_gap(fitted, d
 
 def test_conditional_prior_concat_is_seeded_and_samples_from_noise(data):
     a, t, va, _ = data
-    fit = (
-        lambda seed: make_bridge("conditional_prior", conditioning="concat", seed=seed, steps=10, **FAST).fit(  # noqa: E731
-            a[:500], t[:500], device="cpu"
-        )
-    )
+
+    def fit(seed):
+        m = make_bridge("conditional_prior", conditioning="concat", seed=seed, steps=10, **FAST)
+        return m.fit(a[:500], t[:500], device="cpu")
+
     m = fit(0)
     np.testing.assert_array_equal(m.transform(va), fit(0).transform(va))
     assert not np.array_equal(m.transform(va), fit(1).transform(va))

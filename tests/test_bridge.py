@@ -69,9 +69,12 @@ def test_sdedit_with_oracle_model_returns_target_and_eta_is_seeded():
     torch.testing.assert_close(out, target)
     # stochastic chain with a model that ignores its target: seed fixes it, another seed changes it
     half = lambda x, k: 0.5 * x  # noqa: E731
-    run = lambda s: d.ddim_loop(
-        half, torch.ones(4, 8), 150, 5, eta=1.0, generator=torch.Generator().manual_seed(s)
-    )  # noqa: E731
+
+    def run(seed):
+        return d.ddim_loop(
+            half, torch.ones(4, 8), 150, 5, eta=1.0, generator=torch.Generator().manual_seed(seed)
+        )
+
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
     with pytest.raises(ValueError, match="Generator"):
         d.ddim_loop(half, torch.ones(4, 8), 150, 5, eta=1.0)
