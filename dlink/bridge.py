@@ -376,7 +376,7 @@ class DiffusionLink(Bridge):
         x0 = []
         if w["prior"]:
             x0.append(t)
-        if w["cross"]:
+        if w["cross"] or w["topo"]:  # topology needs x0_hat from audio even with the cross term off
             x0.append(a)
         x0 = torch.cat(x0)
         k = d.sample_steps(x0.shape[0], gen, x0.device)
@@ -386,9 +386,10 @@ class DiffusionLink(Bridge):
         if w["prior"]:
             out["prior"] = F.mse_loss(pred[:B], t)
             i = B
-        if w["cross"]:
+        if w["cross"] or w["topo"]:
             pa = pred[i : i + B]
-            out["cross"] = F.mse_loss(pa, t)
+            if w["cross"]:
+                out["cross"] = F.mse_loss(pa, t)
             if w["topo"]:
                 s_a, s_t = F.normalize(pa, dim=1), F.normalize(t, dim=1)
                 out["topo"] = ((s_a @ s_a.T - s_t @ s_t.T) ** 2).mean()

@@ -140,6 +140,8 @@ def test_switching_terms_off_removes_them(data):
     assert set(m.history) == {"prior", "cross", "total"}
     m = DiffusionLink(epochs=1, use_prior=False, progress=False).fit(a, t, device="cpu")
     assert set(m.history) == {"cross", "topo", "total"}
+    m = DiffusionLink(epochs=1, lambda_cross=0, progress=False).fit(a, t, device="cpu")
+    assert set(m.history) == {"prior", "topo", "total"}  # topology still acts on bridged audio
 
 
 def test_bad_config_and_bad_input_raise_clear_errors(link, data):
