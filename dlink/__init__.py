@@ -28,6 +28,8 @@ _LAZY = {
     "write_table": "tables",
     "DiffusionLink": "bridge",
     "DiffusionLinkConfig": "bridge",
+    "synthetic_gap_pairs": "bridge",
+    "GaussianDiffusion": "diffusion",
     "BRIDGES": "baselines",
     "make_bridge": "baselines",
     "PrefixCaptioner": "captioner",
