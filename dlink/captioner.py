@@ -34,7 +34,7 @@ class CaptionerConfig:
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
-    lr: float = 1e-3
+    lr: float = 2e-3  # 40 steps of 32 at 2e-3: loss 6.5 -> 3.6 with SmolLM2 (measured)
     weight_decay: float = 0.01
     batch_size: int = 32
     epochs: int = 5
