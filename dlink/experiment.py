@@ -62,7 +62,7 @@ def splits(P) -> dict:
 
 
 def encoder(P, frame: dict | None = None):
-    """The run's frozen encoder. The embedded CLAP is trained once on the train split."""
+    """The run's frozen encoder. The embedded CLAP's heads are trained once on the train split."""
     from dlink import encoders
 
     if P.encoder == "laion-clap":
@@ -72,7 +72,7 @@ def encoder(P, frame: dict | None = None):
         from dlink.embedded_clap import train_embedded_clap
 
         frame = frame or splits(P)
-        train_embedded_clap(frame["train"], frame["val"], out=folder, seed=0, epochs=P.profile.clap_epochs)
+        train_embedded_clap(frame["train"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs)
     return encoders.load_encoder("embedded", checkpoint=folder, device=P.device)
 
 
@@ -82,7 +82,9 @@ def embeddings(P) -> dict:
 
     frame = splits(P)
     enc = encoder(P, frame)
-    return {s: embed_split(enc, frame[s]) for s in SPLITS}
+    # the embedded CLAP reuses the frozen-tower features cached while training its heads
+    embed = getattr(enc, "embed_split_fast", None) or (lambda df: embed_split(enc, df))
+    return {s: embed(frame[s]) for s in SPLITS}
 
 
 def pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +187,7 @@ def caption_rows(P, cap, inputs: dict, references, seed: int, **extra) -> tuple[
     for name, emb in inputs.items():
         metrics, preds[name] = evaluate(cap, emb, references, beams=P.profile.beams)
         metrics.pop("notes", None)
+        metrics.pop("n_items", None)
         rows.append({"method": name, "seed": seed, **extra, **metrics})
     return rows, preds
 

@@ -49,6 +49,7 @@ class Profile:
     eval_items: int | None
     beams: int  # beam width when decoding captions
     umap_points: int  # points per modality in the UMAP figures
+    caption_seeds: int = 1  # the captioning notebooks use the first caption_seeds of the seeds
     start_steps: tuple[int, ...] = (500,)  # ablation: SDEdit start step k* (of T = 1000)
     ddim_steps: tuple[int, ...] = (5,)  # ablation: deterministic DDIM steps from k* to 0
     n_blocks: tuple[int, ...] = (3,)  # ablation: residual MLP blocks in the denoiser
@@ -65,52 +66,56 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         dataset_size="smoke",
         n_seeds=1,
-        clap_epochs=2,
-        bridge_epochs=3,
+        clap_epochs=5,
+        bridge_epochs=2,
         bridge_batch_size=64,
         lm="tiny-random",
         captioner_epochs=1,
         captioner_train_items=32,
-        eval_items=16,
+        eval_items=8,
         beams=1,
-        umap_points=200,
-        start_steps=(500,),
-        ddim_steps=(2,),
-        n_blocks=(1,),
+        umap_points=100,
+        caption_seeds=1,
+        start_steps=(250, 500),
+        ddim_steps=(1, 2),
+        n_blocks=(1, 3),
     ),
-    # The artifact's real setting on a CPU machine (about an hour): real pretrained towers,
-    # SmolLM2-135M captioner, 2 seeds for a first mean +- std.
+    # The artifact's real setting on a 2-core CPU: real pretrained towers, SmolLM2-135M
+    # captioner. Sizes measured to fit: bridges ~7 s per epoch of 15,000 pairs, captioner
+    # training ~7 samples/s and greedy decoding ~10 items/s (benchmarks/bench_captioner.py).
     "default": Profile(
         name="default",
         dataset_size="default",
         n_seeds=2,
-        clap_epochs=30,
-        bridge_epochs=200,
+        clap_epochs=60,
+        bridge_epochs=8,
         bridge_batch_size=256,
         lm="smollm2-135m",
-        captioner_epochs=2,
-        captioner_train_items=1500,
-        eval_items=200,
-        beams=2,
-        umap_points=2000,
+        captioner_epochs=1,
+        captioner_train_items=640,
+        eval_items=100,
+        beams=1,
+        umap_points=300,
+        caption_seeds=1,
         start_steps=(200, 500, 800),
         ddim_steps=(1, 5, 20),
         n_blocks=(1, 3, 5),
     ),
-    # What the tables in the README report: 3 seeds, everything, full sweeps (GPU advised).
+    # For a GPU: 3 seeds everywhere, longer training, all test items, 4 beams, full sweeps.
     "full": Profile(
         name="full",
         dataset_size="default",
         n_seeds=3,
-        clap_epochs=60,
-        bridge_epochs=500,
+        clap_epochs=300,
+        bridge_epochs=60,
         bridge_batch_size=256,
         lm="smollm2-135m",
-        captioner_epochs=5,
+        captioner_epochs=3,
         captioner_train_items=None,
         eval_items=None,
         beams=4,
-        umap_points=5000,
+        umap_points=300,
+        caption_seeds=3,
         start_steps=(100, 200, 300, 400, 500, 600, 700, 800, 900),
         ddim_steps=(1, 2, 5, 10, 20, 50),
         n_blocks=(1, 2, 3, 4, 6),
