@@ -83,6 +83,8 @@ PROFILES: dict[str, Profile] = {
     # The artifact's real setting on a 2-core CPU: real pretrained towers, SmolLM2-135M
     # captioner. Sizes measured to fit: bridges ~7 s per epoch of 15,000 pairs, captioner
     # training ~7 samples/s and greedy decoding ~10 items/s (benchmarks/bench_captioner.py).
+    # 640 training captions (20 steps) left the captioner ignoring its prefix (every input
+    # got the same caption); 1,280 (40 steps) is about the least that learns to use it.
     "default": Profile(
         name="default",
         dataset_size="default",
@@ -92,7 +94,7 @@ PROFILES: dict[str, Profile] = {
         bridge_batch_size=256,
         lm="smollm2-135m",
         captioner_epochs=1,
-        captioner_train_items=640,
+        captioner_train_items=1280,
         eval_items=100,
         beams=1,
         umap_points=300,
