@@ -21,7 +21,9 @@ What a run does:
   notebook's done marker, plus the files it wrote under figures/ and results/. A notebook whose
   key is unchanged and whose files all still exist is skipped; rerunning an earlier notebook
   changes its marker and so reruns everything after it. --force reruns regardless.
-  Code changes inside the dlink package are NOT part of the key: use --force after them.
+  The key also holds the profile's fields and a hash of the dlink package's source, so a
+  changed profile or code reruns the notebooks (cached bridges and captioners are keyed by
+  their own config and code, so an unaffected one is reused, not retrained).
 - it stops at the first failure, naming the notebook, the cell (1-based, counted in the source
   notebook), its execution count and the exception; prints each notebook's time; and ends by
   listing the files under figures/ and results/ that the run created or changed.
@@ -249,10 +251,29 @@ def _step_key(nb: Path, params: dict, profile: str, upstream: list[Path], run_di
         "notebook": _source_hash(nb),
         "parameters": params,
         "profile": profile,
+        # what the profile holds and the package's code: changing either reruns the notebooks
+        "profile_fields": _profile_fields(profile),
+        "code": _package_hash(),
         # whole marker files (they hold the finish time), so rerunning a step invalidates the rest
         "upstream": [_file_hash(_marker_path(run_dir, u)) for u in upstream],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _profile_fields(profile: str) -> dict | None:
+    from dlink.profiles import get_profile
+
+    try:
+        return get_profile(profile).as_dict()
+    except ValueError:
+        return None
+
+
+def _package_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 def _snapshot(folders) -> dict[Path, tuple[int, int]]:
