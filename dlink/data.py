@@ -302,7 +302,17 @@ def _is_complete(folder: Path) -> bool:
         if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != info["sha256"].get(split):
             return False
     n_wav = sum(1 for _ in (folder / "audio").glob("*.wav"))
-    return info.get("version") == _VERSION and n_wav == sum(info["counts"].values())
+    return (
+        info.get("version") == _VERSION
+        and info.get("code") == _code_hash()  # a build by other data/caption code is rebuilt
+        and n_wav == sum(info["counts"].values())
+    )
+
+
+def _code_hash() -> str:
+    """Hash of the code that decides what a build holds (this module and the clip catalogue)."""
+    here = Path(__file__).resolve().parent
+    return hashlib.sha256((here / "data.py").read_bytes() + (here / "sounds.py").read_bytes()).hexdigest()[:16]
 
 
 def build_embedded_dataset(
@@ -382,6 +392,7 @@ def build_embedded_dataset(
         tmp / "build.json",
         {
             "version": _VERSION,
+            "code": _code_hash(),
             "size": size,
             "seed": seed,
             "counts": counts,
