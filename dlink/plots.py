@@ -17,28 +17,23 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import atomic_write_bytes
+from dlink.gap import _as_embeddings, _unit
 
 _COLORS = {"text": "#1f77b4", "audio": "#9a9a9a", "bridged": "#d62728"}
 _MIN_PAIRS = 5
 
 
 def _check(x, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric (N, D) array ({e})") from e
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D); got shape {arr.shape}")
+    """(N, D) float32, L2-normalised rows; the same checks as gap_report, plus an optional shape."""
+    arr = _as_embeddings(x, name)
     if shape is not None and arr.shape != shape:
         raise ValueError(
             f"{name} must have the shape of `audio` {shape} (row i = bridged audio i); got {arr.shape}"
         )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has NaN/inf values; drop or recompute those embeddings")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    if (norms < 1e-12).any():
-        raise ValueError(f"{name} has a zero-norm row; cosine geometry is undefined for it")
-    return arr / norms
+    try:
+        return _unit(arr).astype(np.float32)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from e
 
 
 def _umap_2d(
