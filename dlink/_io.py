@@ -69,5 +69,7 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[dict, dict]:
     cfg, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg, weights):
         if not p.is_file():
-            raise FileNotFoundError(f"checkpoint folder {folder} has no {p.name}; expected config.json + model.safetensors")
+            raise FileNotFoundError(
+                f"checkpoint folder {folder} has no {p.name}; expected config.json + model.safetensors"
+            )
     return read_json(cfg), load_file(str(weights))

@@ -18,6 +18,9 @@ from . import paths
 from ._io import atomic_write_text
 from .captioner import CaptionerConfig, PrefixCaptioner
 from .metrics import caption_metrics
+from .stats import bootstrap_ci, paired_relative_gain
+
+SUMMARY_METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 
 
 def _check_captions(captions, n: int, name: str = "captions"):
@@ -70,19 +73,99 @@ def train_captioner(
 
 
 def evaluate(
-    captioner: PrefixCaptioner,
+    captioner,
     emb,
     references,
     beams: int | None = None,
     max_new_tokens: int | None = None,
-    batch_size: int = 32,
+    batch_size: int = 64,
     sbert: bool = False,
 ):
-    """Caption emb (M, D) and score against references (M lists). Returns (metrics dict, predictions)."""
+    """Caption emb (M, D) and score against references (M lists). Returns (metrics dict, predictions).
+
+    captioner: a PrefixCaptioner or a RetrievalCaptioner. The metrics include "CIDEr-D_items" (M
+    per-item scores) and "distinct" (share of distinct captions among the M predictions).
+    """
     emb = np.asarray(emb, dtype=np.float32)
     _check_captions(references, emb.shape[0], "references")
     preds = captioner.generate(emb, beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return caption_metrics(preds, [list(r) for r in references], sbert=sbert), preds
+    metrics = caption_metrics(preds, [list(r) for r in references], sbert=sbert, per_item=True)
+    metrics["distinct"] = len(set(preds)) / len(preds)
+    return metrics, preds
+
+
+def summarize(records, base: str = "identity", level: float = 0.95) -> list[dict]:
+    """One summary per (decoder, method) over seeds, with bootstrap intervals over items.
+
+    records: dicts with "decoder", "method", "seed", the SUMMARY_METRICS, "distinct" and
+    "CIDEr-D_items" (per-item scores, the same items in every record). Returns dicts with the mean and
+    std over seeds of each metric, the CIDEr-D of the seed-averaged items with its 95 % bootstrap
+    interval (cider_lo, cider_hi), and for every method of a decoder that has a `base` row the relative
+    CIDEr-D gain over it with a paired bootstrap interval (gain, gain_lo, gain_hi).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["decoder"], r["method"]), []).append(r)
+    items = {k: np.array([r["CIDEr-D_items"] for r in g]) for k, g in groups.items()}
+    out = []
+    for (decoder, method), g in groups.items():
+        rec = {"decoder": decoder, "method": method, "n_seeds": len(g)}
+        for m in (*SUMMARY_METRICS, "distinct"):
+            v = np.array([r[m] for r in g], dtype=float)
+            rec[f"{m}_mean"], rec[f"{m}_std"] = (
+                float(v.mean()),
+                float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+            )
+        _, rec["cider_lo"], rec["cider_hi"] = bootstrap_ci(items[decoder, method], level=level)
+        b = items.get((decoder, base))
+        if b is not None and method != base and b.shape == items[decoder, method].shape and b.mean() > 0:
+            rec["gain"], rec["gain_lo"], rec["gain_hi"] = paired_relative_gain(
+                items[decoder, method], b, level=level
+            )
+        out.append(rec)
+    return out
+
+
+def write_results(records, stem, base: str = "identity", title: str = "") -> tuple[Path, Path]:
+    """Write <stem>.csv (every summary number) and <stem>.md (the table the README shows). Atomic."""
+    summary = summarize(records, base=base)
+    stem = Path(stem)
+    csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), _csv(summary))
+    seeds = sorted({r["seed"] for r in records})
+    n_items = len(records[0]["CIDEr-D_items"])
+    lines = [f"# {title}".rstrip(), "", f"{n_items} test items x {len(seeds)} seed(s) {seeds}; references: captions 2-5 of each item.",
+             "Metrics: mean ± std over seeds. CIDEr-D [95 % CI]: seed-averaged per-item CIDEr-D, bootstrap over items.",
+             f"Gain: relative CIDEr-D gain over `{base}` with the same decoder, paired bootstrap 95 % CI.",
+             "SPICE, SPIDEr, FENSE: unavailable (their resources cannot be downloaded here).", "",
+             "| decoder | method | " + " | ".join(SUMMARY_METRICS) + " | CIDEr-D [95 % CI] | distinct | gain [95 % CI] |",
+             "| --- | --- |" + " ---: |" * (len(SUMMARY_METRICS) + 3)]  # fmt: skip
+    for r in summary:
+        cells = [
+            f"{r[f'{m}_mean']:.3f}" + ("" if np.isnan(r[f"{m}_std"]) else f" ± {r[f'{m}_std']:.3f}")
+            for m in SUMMARY_METRICS
+        ]
+        ci = f"{r['CIDEr-D_mean']:.3f} [{r['cider_lo']:.3f}, {r['cider_hi']:.3f}]"
+        gain = (
+            f"{100 * r['gain']:+.1f} % [{100 * r['gain_lo']:+.1f}, {100 * r['gain_hi']:+.1f}]"
+            if "gain" in r
+            else ""
+        )
+        lines.append(
+            f"| {r['decoder']} | {r['method']} | "
+            + " | ".join(cells)
+            + f" | {ci} | {100 * r['distinct_mean']:.0f} % | {gain} |"
+        )
+    md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def _csv(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def write_samples(

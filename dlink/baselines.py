@@ -3,6 +3,7 @@
     identity           raw audio embedding (the "none" row)
     mean_shift         remove the audio mean, add the text mean, renormalise (C3 / WSAC)
     projection         softmax-weighted mix of the k nearest training TEXT embeddings (DRCap / WSAC)
+    ridge              closed-form ridge regression audio -> text, lambda chosen on validation
     mlp_regression     audio -> text with MSE, the denoiser's network with the timestep fixed at 0
     diffusion_bridge   text-only diffusion prior + SDEdit (Diffusion-Link with cross & topo off)
     conditional_prior  noise -> text embedding conditioned on audio (DiffGAP / DALL-E 2 prior style)
@@ -128,6 +129,64 @@ class Projection(Bridge):
         self.bank = tensors["bank"]
 
 
+@dataclass
+class RidgeConfig:
+    # ridge penalty; None -> chosen on the validation pairs (lowest MSE) from `lambdas`, or 1.0 without val
+    lam: float | None = None
+    lambdas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+    def __post_init__(self):
+        if self.lam is not None and self.lam < 0:
+            raise ValueError(f"lam={self.lam} must be >= 0")
+        if not self.lambdas or min(self.lambdas) < 0:
+            raise ValueError(f"lambdas={self.lambdas} must be non-empty and >= 0")
+        self.lambdas = tuple(float(v) for v in self.lambdas)
+
+
+class Ridge(Bridge):
+    """Closed-form ridge regression audio -> text with an intercept, output renormalised: the simplest
+    learned map, and the reference every learned bridge must beat. Lambda chosen on validation."""
+
+    name, config_cls = "ridge", RidgeConfig
+
+    @staticmethod
+    def _solve(a, t, lam):
+        am, tm = a.mean(0), t.mean(0)
+        ac, tc = (a - am).double(), (t - tm).double()
+        w = torch.linalg.solve(ac.T @ ac + lam * torch.eye(a.shape[1], dtype=torch.float64), ac.T @ tc)
+        return w.float(), am, tm
+
+    def fit(self, audio, text, val=None, device=None):
+        a, t = (F.normalize(x, dim=1) for x in _as_pair(audio, text))
+        self.dim = a.shape[1]
+        lams = [self.config.lam] if self.config.lam is not None else list(self.config.lambdas)
+        if len(lams) > 1 and val is not None:
+            va, vt = (F.normalize(x, dim=1) for x in _as_pair(*val))
+            mse = []
+            for lam in lams:
+                w, am, tm = self._solve(a, t, lam)
+                mse.append(float(((F.normalize((va - am) @ w + tm, dim=1) - vt) ** 2).sum(1).mean()))
+            self.history = {"lambda": lams, "val_mse": mse}
+            lam = lams[int(np.argmin(mse))]
+        else:
+            lam = 1.0 if self.config.lam is None else self.config.lam
+        self.lam = torch.tensor(float(lam))
+        self.w, self.audio_mean, self.text_mean = self._solve(a, t, lam)
+        return self
+
+    def transform(self, audio) -> np.ndarray:
+        self._check_fitted()
+        a = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1)
+        return _out((a - self.audio_mean) @ self.w + self.text_mean)
+
+    def _state(self):
+        return {"w": self.w, "audio_mean": self.audio_mean, "text_mean": self.text_mean, "lam": self.lam}
+
+    def _set_state(self, tensors, device=None):
+        self.w, self.audio_mean, self.text_mean = tensors["w"], tensors["audio_mean"], tensors["text_mean"]
+        self.lam = tensors["lam"]
+
+
 # --------------------------------------------------------------------------- learned
 
 
@@ -155,7 +214,7 @@ class MLPRegression(DiffusionLink):
 @dataclass
 class DiffusionBridgeConfig(DiffusionLinkConfig):
     """Diffusion-Link's defaults with both extra losses off, so the two differ only in the losses.
-    The original's own settings are `centre=True, start_step=600` (SDEdit from 600 of 1000)."""
+    The original's own settings are `centre="modality", start_step=600` (SDEdit from 600 of 1000)."""
 
     lambda_cross: float = 0.0
     lambda_topo: float = 0.0
@@ -233,6 +292,7 @@ BRIDGES: dict[str, type[Bridge]] = {
     "identity": Identity,
     "mean_shift": MeanShift,
     "projection": Projection,
+    "ridge": Ridge,
     "mlp_regression": MLPRegression,
     "diffusion_bridge": DiffusionBridge,
     "conditional_prior": ConditionalPrior,

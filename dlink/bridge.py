@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from dlink import _io
 from dlink.diffusion import SCHEDULES, GaussianDiffusion
 
+CENTRES = ("none", "text", "modality")
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -193,9 +195,11 @@ class Bridge:
 class DiffusionLinkConfig:
     """Every Diffusion-Link design choice (RECONSTRUCTION unless stated in the paper summary)."""
 
-    # pre-processing: x = scale * normalize(e [- text mean]); scale None -> sqrt(D)
+    # pre-processing: x = scale * normalize(normalize(e) - mean); scale None -> sqrt(D). centre: "none"
+    # (mean 0), "text" (both modalities minus the text mean), "modality" (each minus its OWN mean, as
+    # Diffusion Bridge's code does: the gap vector is removed before the network sees the input)
     scale: float | None = None
-    centre: bool = False
+    centre: str = "none"
     # diffusion
     schedule: str = "cosine"
     T: int = 1000
@@ -232,6 +236,7 @@ class DiffusionLinkConfig:
     def __post_init__(self):
         checks = [
             (self.schedule in SCHEDULES, f"schedule={self.schedule!r} must be one of {SCHEDULES}"),
+            (self.centre in CENTRES, f"centre={self.centre!r} must be one of {CENTRES}"),
             (isinstance(self.T, int) and self.T >= 2, f"T={self.T} must be an int >= 2"),
             (self.n_blocks >= 1, f"n_blocks={self.n_blocks} must be >= 1"),
             (self.steps >= 1, f"steps={self.steps} must be >= 1"),
@@ -337,19 +342,21 @@ class DiffusionLink(Bridge):
         self.device = torch.device("cpu")
 
     # ---- geometry: embedding space <-> diffusion space
-    def _prep_stats(self, text: torch.Tensor):
-        t = F.normalize(text, dim=1)
-        self.text_mean = t.mean(0) if self.config.centre else torch.zeros(t.shape[1])
+    def _prep_stats(self, audio: torch.Tensor, text: torch.Tensor):
+        a, t = F.normalize(audio, dim=1), F.normalize(text, dim=1)
+        c = self.config.centre
+        self.text_mean = t.mean(0) if c in ("text", "modality") else torch.zeros(t.shape[1])
+        self.audio_mean = a.mean(0) if c == "modality" else self.text_mean.clone()
         self.radius = (t - self.text_mean).norm(dim=1).mean().reshape(())
 
     @property
     def scale(self) -> float:
         return self.config.scale if self.config.scale is not None else math.sqrt(self.dim)
 
-    def _to_x(self, e: torch.Tensor) -> torch.Tensor:
-        """(B, D) embeddings -> diffusion space: scale * normalize(normalize(e) - mean)."""
-        e = F.normalize(e, dim=1)
-        return self.scale * F.normalize(e - self.text_mean.to(e.device), dim=1)
+    def _to_x(self, e: torch.Tensor, audio: bool = False) -> torch.Tensor:
+        """(B, D) embeddings -> diffusion space: scale * normalize(normalize(e) - its modality's mean)."""
+        mean = self.audio_mean if audio else self.text_mean
+        return self.scale * F.normalize(F.normalize(e, dim=1) - mean.to(e.device), dim=1)
 
     def _from_x(self, x: torch.Tensor) -> torch.Tensor:
         """Inverse of `_to_x` up to the norm lost by centring: mean norm `radius` is assumed."""
@@ -442,10 +449,10 @@ class DiffusionLink(Bridge):
             raise ValueError(f"val embeddings are {val[0].shape[1]}-d but training ones are {a.shape[1]}-d")
         c, dev = self.config, _resolve_device(device)
         self.dim, self.device = a.shape[1], dev
-        self._prep_stats(t)
-        xa, xt = self._to_x(a).to(dev), self._to_x(t).to(dev)
+        self._prep_stats(a, t)
+        xa, xt = self._to_x(a, audio=True).to(dev), self._to_x(t).to(dev)
         if val is not None:
-            va, vt = self._to_x(val[0]).to(dev), self._to_x(val[1]).to(dev)
+            va, vt = self._to_x(val[0], audio=True).to(dev), self._to_x(val[1]).to(dev)
         net = self._new_net(self.dim).to(dev)
         ema = copy.deepcopy(net).requires_grad_(False) if c.ema_decay else None
         opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
@@ -532,18 +539,19 @@ class DiffusionLink(Bridge):
         with torch.no_grad():
             starts = range(0, a.shape[0], c.infer_batch_size)
             for i in tqdm(starts, desc=f"bridge {self.name}", disable=not c.progress or len(starts) < 4):
-                x = self._to_x(a[i : i + c.infer_batch_size].to(self.device))
+                x = self._to_x(a[i : i + c.infer_batch_size].to(self.device), audio=True)
                 out.append(self._from_x(self._bridge(self.net, x, k0, s, gen)).cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 
     # ---- checkpoint
     def _state(self):
         state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        return {**state, "text_mean": self.text_mean, "radius": self.radius}
+        return {**state, "text_mean": self.text_mean, "audio_mean": self.audio_mean, "radius": self.radius}
 
     def _set_state(self, tensors, device=None):
         dev = _resolve_device(device) if device is not None else torch.device("cpu")
         self.text_mean, self.radius = tensors["text_mean"].float(), tensors["radius"].float()
+        self.audio_mean = tensors["audio_mean"].float()
         net = self._new_net(self.dim)
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net, self.device = net.to(dev).eval().requires_grad_(False), dev

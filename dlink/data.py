@@ -312,7 +312,9 @@ def _is_complete(folder: Path) -> bool:
 def _code_hash() -> str:
     """Hash of the code that decides what a build holds (this module and the clip catalogue)."""
     here = Path(__file__).resolve().parent
-    return hashlib.sha256((here / "data.py").read_bytes() + (here / "sounds.py").read_bytes()).hexdigest()[:16]
+    return hashlib.sha256((here / "data.py").read_bytes() + (here / "sounds.py").read_bytes()).hexdigest()[
+        :16
+    ]
 
 
 def build_embedded_dataset(

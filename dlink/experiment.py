@@ -64,13 +64,52 @@ def run_dir(P) -> Path:
 
 
 def splits(P) -> dict:
-    """{split: DataFrame(id, audio, captions, ...)}; builds the embedded dataset if needed."""
+    """{split: DataFrame(id, audio, captions, ...)}; builds the embedded dataset if needed.
+
+    Besides train / val / test: "enc", the training scenes the encoder is trained on (the embedded
+    CLAP's heads; empty for a pretrained encoder), and "fit", the training scenes it was NOT trained
+    on, on which every bridge and captioner is fitted (see `fit_split_table`).
+    """
     from dlink import data
 
     if P.dataset == "embedded":
         data.build_embedded_dataset(P.profile.dataset_size, seed=0)
-        return {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
-    return {s: data.load_split(s, dataset=P.dataset, root=P.data_root) for s in SPLITS}
+        out = {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
+    else:
+        out = {s: data.load_split(s, dataset=P.dataset, root=P.data_root) for s in SPLITS}
+    n_enc = _n_encoder_scenes(P, len(out["train"]))
+    out["enc"] = out["train"].iloc[:n_enc].reset_index(drop=True)
+    out["fit"] = out["train"].iloc[n_enc:].reset_index(drop=True)
+    return out
+
+
+def _n_encoder_scenes(P, n_train: int) -> int:
+    if P.encoder != "embedded":  # a pretrained encoder: its training data is not ours to split
+        return 0
+    n = int(round(P.profile.encoder_share * n_train))
+    if not 1 <= n < n_train:
+        raise ValueError(
+            f"encoder_share={P.profile.encoder_share} leaves no scenes for the encoder or the fits"
+        )
+    return n
+
+
+def fit_split_table(P) -> str:
+    """Markdown table: which scenes train what in this run."""
+    f = splits(P)
+    enc = f"{len(f['enc'])} train scenes (first part)" if len(f["enc"]) else "pretrained elsewhere"
+    rows = [
+        ("encoder heads (embedded CLAP)", enc, "val (early stopping)"),
+        (
+            "bridges",
+            f"{len(f['fit'])} fit scenes (the rest of train) x their captions",
+            "val (early stopping)",
+        ),
+        ("captioners", f"{len(f['fit'])} fit scenes x their captions", "val (loss curve, noise sweep)"),
+        ("scores", f"all {len(f['test'])} test scenes", ""),
+    ]
+    lines = ["| what | trained on | held-out use |", "| --- | --- | --- |"]
+    return "\n".join(lines + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
 def encoder(P, frame: dict | None = None):
@@ -79,26 +118,31 @@ def encoder(P, frame: dict | None = None):
 
     if P.encoder == "laion-clap":
         return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device)
-    folder = run_dir(P) / "embedded-clap" / _code_hash("embedded_clap")
+    frame = frame or splits(P)
+    folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}"
     if not (folder / "config.json").is_file():
         from dlink.embedded_clap import train_embedded_clap
 
-        frame = frame or splits(P)
-        train_embedded_clap(
-            frame["train"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs
-        )
+        train_embedded_clap(frame["enc"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs)
     return encoders.load_encoder("embedded", checkpoint=folder, device=P.device)
 
 
 def embeddings(P) -> dict:
-    """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised; cached on disk."""
+    """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised; cached on disk.
+
+    Splits: train, val, test, and "enc" / "fit", the two parts of train (see `splits`).
+    """
     from dlink.encoders import embed_split
 
     frame = splits(P)
     enc = encoder(P, frame)
     # the embedded CLAP reuses the frozen-tower features cached while training its heads
     embed = getattr(enc, "embed_split_fast", None) or (lambda df: embed_split(enc, df))
-    return {s: embed(frame[s]) for s in SPLITS}
+    out = {s: embed(frame[s]) for s in SPLITS}
+    n_enc = len(frame["enc"])
+    out["enc"] = {k: v[:n_enc] for k, v in out["train"].items()}
+    out["fit"] = {k: v[n_enc:] for k, v in out["train"].items()}
+    return out
 
 
 def pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +160,14 @@ def pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def bridge_config(P, name: str, seed: int, **overrides) -> dict:
     """Training settings from the profile for a learned bridge (fixed ones take none)."""
-    if name in ("identity", "mean_shift", "projection"):
+    if name in ("identity", "mean_shift", "projection", "ridge"):
         return dict(overrides)
-    cfg = dict(epochs=P.profile.bridge_epochs, batch_size=P.profile.bridge_batch_size, seed=seed)
+    cfg = dict(
+        epochs=P.profile.bridge_epochs,
+        batch_size=P.profile.bridge_batch_size,
+        patience=P.profile.bridge_patience,
+        seed=seed,
+    )
     cfg.update(overrides)
     return cfg
 
@@ -129,16 +178,19 @@ def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
     return f"{name}-{_short(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
 
 
-def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, **overrides):
-    """Fit bridge `name` on the train pairs (val pairs for early stopping), cached per config + code."""
+def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split: str = "fit", **overrides):
+    """Fit bridge `name` on the pairs of `split` (val pairs for early stopping), cached per config + code.
+
+    split: "fit" (the training scenes the encoder did not see) by default.
+    """
     from dlink.baselines import BRIDGES, make_bridge
 
     key, cfg = _bridge_key(P, name, seed, **overrides)
-    folder = run_dir(P) / "bridges" / key
+    folder = run_dir(P) / "bridges" / (key if split == "fit" else f"{key}-{split}")
     if cache and (folder / "config.json").is_file():
         return BRIDGES[name].load(folder, device=P.device)
     bridge = make_bridge(name, **cfg)
-    bridge.fit(*pairs(emb["train"]), val=pairs(emb["val"]), device=P.device)
+    bridge.fit(*pairs(emb[split]), val=pairs(emb["val"]), device=P.device)
     if cache:
         bridge.save(folder)
     return bridge
@@ -172,14 +224,17 @@ def _save_npz(path: Path, arrays: dict) -> Path:
 
 # --------------------------------------------------------------------------- captioning
 
-# CapDec-style noise injection: Gaussian noise of this per-dimension std is added to the unit
-# text embedding during text-only training (RECONSTRUCTION: CapDec tunes it per encoder; at
-# D = 512 this gives a noise vector of norm ~0.45 against the unit signal).
-CAPDEC_NOISE_STD = 0.02
+# CapDec's published noise: variance 0.016 per dimension on the unit text embedding (std 0.126; at
+# D = 512 a noise vector of norm ~2.9 against the unit signal, renormalised). Swept on validation too.
+CAPDEC_NOISE_VARIANCE = 0.016
 
 
-def captioner(P, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, **overrides):
-    """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions."""
+def captioner(P, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides):
+    """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions.
+
+    Decoder, epochs and beams come from the profile; `val` = (X_val, captions_val) logs a validation
+    loss per epoch (the curves notebook 05 draws). Cached per inputs, config and code.
+    """
     from dlink.aac import train_captioner
     from dlink.captioner import PrefixCaptioner
 
@@ -187,18 +242,20 @@ def captioner(P, name: str, X, captions: list[str], seed: int = 0, cache: bool =
     cfg.update(overrides)
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     code = _code_hash("captioner", "lm")
-    digest.update(json.dumps([cfg, captions, code], sort_keys=True).encode())
+    digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
     folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
     if cache and (folder / "config.json").is_file():
         return PrefixCaptioner.load(folder, device=P.device)
-    cap = train_captioner(X, captions, cfg, device=P.device)
+    cap = train_captioner(X, captions, cfg, device=P.device, val=val)
     if cache:
         cap.save(folder)
     return cap
 
 
-def caption_rows(P, cap, inputs: dict, references, seed: int, **extra) -> tuple[list[dict], dict]:
-    """Caption every input set {row name: (M, D)}; return (metric rows, {row name: predictions})."""
+def caption_rows(
+    P, cap, inputs: dict, references, seed: int, decoder: str = "generative"
+) -> tuple[list, dict]:
+    """Caption every input set {row name: (M, D)}; return (records with per-item CIDEr-D, {row: predictions})."""
     from dlink.aac import evaluate
 
     rows, preds = [], {}
@@ -206,26 +263,39 @@ def caption_rows(P, cap, inputs: dict, references, seed: int, **extra) -> tuple[
         metrics, preds[name] = evaluate(cap, emb, references, beams=P.profile.beams)
         metrics.pop("notes", None)
         metrics.pop("n_items", None)
-        rows.append({"method": name, "seed": seed, **extra, **metrics})
+        rows.append({"decoder": decoder, "method": name, "seed": seed, **metrics})
     return rows, preds
 
 
-def eval_subset(P, frame_test) -> tuple[np.ndarray, list[list[str]]]:
-    """Indices of the test items scored (the profile's eval_items, seeded) and their references."""
+def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
+    """Indices of the items scored (the profile's eval_items, seeded; all by default) and their
+    references: captions 2-5 of each item, for EVERY row, because the text oracle is fed caption 1."""
     from dlink.aac import subsample
 
-    idx = subsample(len(frame_test), P.profile.eval_items, seed=0)
-    return idx, [list(frame_test["captions"].iloc[i]) for i in idx]
+    idx = subsample(len(frame_eval), P.profile.eval_items, seed=0)
+    refs = [list(frame_eval["captions"].iloc[i])[1:] for i in idx]
+    if any(len(r) == 0 for r in refs):
+        raise ValueError(
+            "every scored item needs >= 2 captions (caption 1 feeds the oracle, 2.. are references)"
+        )
+    return idx, refs
 
 
-def write_gain(path, cider, paper: float) -> Path:
-    """Record CIDEr-D with and without Diffusion-Link and the relative gain beside the paper's."""
-    from dlink._io import write_json
-    from dlink.metrics import relative_gain
-
-    base, link = float(cider["identity"]), float(cider["diffusion_link"])
-    gain = relative_gain(link, base) if base > 0 else None
-    return write_json(
-        path,
-        {"cider_d_without": base, "cider_d_with": link, "relative_gain": gain, "paper_relative_gain": paper},
-    )
+def cross_fitted(P, name: str, emb: dict, seed: int, folds: int) -> np.ndarray:
+    """Out-of-fold bridged audio of the fit scenes: (N_fit, D). Scene fold f is bridged by a bridge fitted
+    on the other folds, so no captioner input comes from a bridge that saw its pair."""
+    n = len(emb["fit"]["audio"])
+    if not 2 <= folds <= n:
+        raise ValueError(f"cross_fit_folds={folds} must be in 2..{n} (the fit scenes)")
+    digest = _short(hashlib.sha256(np.ascontiguousarray(emb["fit"]["audio"]).tobytes()).hexdigest())
+    path = run_dir(P) / "bridged" / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}.npz"
+    if path.is_file():
+        return np.load(path)["fit"]
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    out = np.zeros_like(emb["fit"]["audio"])
+    for f in range(folds):
+        part = {"fit": {k: v[fold != f] for k, v in emb["fit"].items()}, "val": emb["val"]}
+        bridge = fit_bridge(P, name, part, seed=seed, split="fit", cache=False)
+        out[fold == f] = bridge.transform(emb["fit"]["audio"][fold == f])
+    _save_npz(path, {"fit": out})
+    return out

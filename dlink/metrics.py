@@ -97,12 +97,14 @@ def _sbert_sim(predictions, references) -> float:
     return float(sum(sims) / len(sims))
 
 
-def caption_metrics(predictions, references, sbert: bool = False) -> dict:
+def caption_metrics(predictions, references, sbert: bool = False, per_item: bool = False) -> dict:
     """Score captions against references (coco-caption protocol).
 
     predictions: list[str] of length N; references: list[list[str]], N lists of >= 1 caption.
     Returns {"BLEU-1".."BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D": float, "SPICE", "SPIDEr", "FENSE":
     "unavailable", ["SBERT-sim": float,] "n_items": N, "notes": {metric: reason}}.
+    per_item=True adds "CIDEr-D_items": N per-item CIDEr-D scores (the idf stays that of the whole
+    set, so their mean is the corpus CIDEr-D) for bootstrap intervals over items.
     An empty prediction is scored as an empty caption (0 on every n-gram metric).
     """
     _validate(predictions, references)
@@ -133,7 +135,10 @@ def caption_metrics(predictions, references, sbert: bool = False) -> dict:
         # METEOR's jar answers one line per item; an empty hypothesis is still one line.
         out["METEOR"] = float(_meteor().compute_score(gts, res)[0])
     out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
-    out["CIDEr-D"] = float(Cider().compute_score(gts, res)[0])
+    cider, cider_items = Cider().compute_score(gts, res)
+    out["CIDEr-D"] = float(cider)
+    if per_item:
+        out["CIDEr-D_items"] = [float(v) for v in cider_items]
     for key in ("SPICE", "SPIDEr", "FENSE"):
         out[key] = UNAVAILABLE
     if sbert:

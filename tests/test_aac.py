@@ -37,3 +37,26 @@ def test_write_samples(tmp_path):
     assert "dog \\| barking" in md_path.read_text()
     with pytest.raises(ValueError, match="none"):
         write_samples("zs", ["x1", "x2"], refs, {"none": ["only one"]}, folder=tmp_path)
+
+
+def test_summarize_gives_intervals_and_paired_gains(tmp_path):
+    from dlink.aac import summarize, write_results
+
+    rng = np.random.default_rng(0)
+    base = rng.exponential(0.5, size=(3, 120))  # 3 seeds x 120 items
+    metrics = {"BLEU-1": 0.5, "BLEU-4": 0.1, "METEOR": 0.2, "ROUGE-L": 0.4, "distinct": 1.0}
+    records = []
+    for method, scale in (("identity", 1.0), ("diffusion_link", 1.5)):
+        for seed in range(3):
+            items = base[seed] * scale
+            records.append({"decoder": "generative", "method": method, "seed": seed, **metrics,
+                            "CIDEr-D": items.mean(), "CIDEr-D_items": items.tolist()})  # fmt: skip
+    s = {r["method"]: r for r in summarize(records)}
+    assert s["diffusion_link"]["gain"] == pytest.approx(0.5)
+    assert s["diffusion_link"]["gain_lo"] == pytest.approx(0.5)  # exact scaling: a zero-width interval
+    assert "gain" not in s["identity"] and s["identity"]["n_seeds"] == 3
+    assert s["identity"]["cider_lo"] < base.mean() < s["identity"]["cider_hi"]
+    csv_path, md_path = write_results(records, tmp_path / "aac", title="t")
+    text = md_path.read_text()
+    assert "120 test items x 3 seed(s)" in text and "+50.0 % [+50.0, +50.0]" in text
+    assert pd.read_csv(csv_path).shape[0] == 2

@@ -22,7 +22,7 @@ def data():
 
 
 def _config(name):
-    return {} if name in ("identity", "mean_shift", "projection") else dict(FAST)
+    return {} if name in ("identity", "mean_shift", "projection", "ridge") else dict(FAST)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,7 @@ def test_registry_and_errors(data):
         "identity",
         "mean_shift",
         "projection",
+        "ridge",
         "mlp_regression",
         "diffusion_bridge",
         "conditional_prior",
@@ -115,8 +116,23 @@ def test_registry_and_errors(data):
         make_bridge("projection", kk=3)
     with pytest.raises(ValueError, match="temperature"):
         Projection(temperature=0)
-    for name in ("identity", "mean_shift", "projection"):
+    for name in ("identity", "mean_shift", "projection", "ridge"):
         with pytest.raises(ValueError, match="rows"):
             make_bridge(name).fit(data[0][:5], data[1][:4])
         with pytest.raises(ValueError, match="not fitted"):
             make_bridge(name).transform(data[2])
+
+
+def test_ridge_recovers_a_linear_map_and_picks_lambda_on_validation():
+    from dlink.baselines import Ridge
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 16))
+    a = rng.standard_normal((400, 16)).astype(np.float32)
+    t = a @ w
+    t = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
+    r = Ridge().fit(a[:300], t[:300], val=(a[300:], t[300:]))
+    assert float(r.lam) == pytest.approx(min(r.config.lambdas))  # noiseless: the least penalty wins
+    out = r.transform(a[300:])
+    assert np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    assert (out * t[300:]).sum(1).mean() > 0.99

@@ -128,7 +128,7 @@ def test_same_seed_same_model_other_seed_differs(data):
     np.testing.assert_array_equal(fit(3).transform(x), fit(3).transform(x))
     assert not np.array_equal(fit(3).transform(x), fit(4).transform(x))
     # the stochastic path (noised start, eta > 0) is fixed by the seed too
-    m = fit(5, start_noise=True, eta=0.5, centre=True, schedule="linear", ema_decay=0.9)
+    m = fit(5, start_noise=True, eta=0.5, centre="modality", schedule="linear", ema_decay=0.9)
     np.testing.assert_array_equal(
         m.transform(x, start_step=300, steps=3), m.transform(x, start_step=300, steps=3)
     )

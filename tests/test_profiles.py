@@ -19,12 +19,13 @@ def offline(monkeypatch):
 def test_profiles_grow_from_smoke_to_full():
     assert set(PROFILES) == {"smoke", "default", "full"}
     s, d, f = PROFILES["smoke"], PROFILES["default"], PROFILES["full"]
-    assert (s.n_seeds, f.n_seeds) == (1, 3) and 1 <= d.n_seeds <= 2
-    assert (s.lm, d.lm, f.lm) == ("tiny-random", "smollm2-135m", "smollm2-135m")
-    assert (s.beams, f.beams) == (1, 4)
+    assert (s.n_seeds, d.n_seeds, f.n_seeds) == (1, 3, 3) and d.caption_seeds >= 3
+    assert (s.lm, d.lm, f.lm) == ("scratch", "scratch", "smollm2-135m")
+    assert (s.beams, f.beams) == (2, 4) and d.eval_items is None and f.eval_items is None
+    assert 0.016 in d.noise_variances and 0.016 in f.noise_variances
     assert s.dataset_size == "smoke" and d.dataset_size == "default"
     for small, big in ((s, d), (d, f)):
-        for name in ("clap_epochs", "bridge_epochs", "captioner_epochs", "umap_points"):
+        for name in ("clap_epochs", "bridge_epochs", "umap_points"):
             assert getattr(small, name) <= getattr(big, name), name
         for grid in ("start_steps", "ddim_steps", "n_blocks"):
             assert len(getattr(small, grid)) <= len(getattr(big, grid)), grid
@@ -38,12 +39,12 @@ def test_profiles_grow_from_smoke_to_full():
 def test_defaults_and_environment(monkeypatch):
     P = resolve_params()
     assert isinstance(P, Params) and P.profile.name == "default"
-    assert P.seeds == (0, 1) == tuple(range(PROFILES["default"].n_seeds))
+    assert P.seeds == (0, 1, 2) == tuple(range(PROFILES["default"].n_seeds))
     assert P.device in ("cpu", "cuda") and P.dataset == "embedded" and P.encoder == "embedded"
     assert P.bridge_epochs == PROFILES["default"].bridge_epochs  # profile fields read through
     monkeypatch.setenv("DLINK_PROFILE", "smoke")
     P = resolve_params(profile=None, seeds=[3, 5])
-    assert P.profile is PROFILES["smoke"] and P.seeds == (3, 5) and P.lm == "tiny-random"
+    assert P.profile is PROFILES["smoke"] and P.seeds == (3, 5) and P.lm == "scratch"
     assert resolve_params(profile="full").profile.name == "full"  # explicit beats the environment
     assert resolve_params(profile=PROFILES["full"]).profile.name == "full"
     d = P.as_dict()
@@ -118,6 +119,6 @@ def test_profile_is_a_dataclass_with_documented_fields():
     names = {f.name for f in dataclasses.fields(Profile)}
     assert {
         "name", "dataset_size", "n_seeds", "clap_epochs", "bridge_epochs", "bridge_batch_size", "lm",
-        "captioner_epochs", "captioner_train_items", "eval_items", "beams", "umap_points",
+        "captioner_epochs", "eval_items", "beams", "umap_points",
         "start_steps", "ddim_steps", "n_blocks", "device",
     } <= names  # fmt: skip

@@ -1,0 +1,67 @@
+"""Intervals: percentile bootstrap over test items, plain and paired.
+
+A captioning row's score is a mean of per-item scores (CIDEr-D per item, averaged over seeds first), so
+its uncertainty over the test items is estimated by resampling items with replacement. Two rows scored
+on the SAME items are compared with a PAIRED bootstrap (one resample of item indices for both), which
+keeps the item-to-item correlation and gives much narrower intervals for differences than two
+independent intervals would.
+
+Why self-written rather than `scipy.stats.bootstrap`: the paired relative gain is a ratio of two means
+under one shared resample, which scipy's `paired=True` supports only through a vectorised statistic
+over stacked samples; 20 lines of numpy say the same thing more plainly and run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_BOOT = 2000
+
+
+def _items(values, name: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 2:  # (seeds, items): the seed-averaged score of each item
+        v = v.mean(0)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(
+            f"{name} must hold >= 2 per-item scores as (items,) or (seeds, items); got {v.shape}"
+        )
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} holds NaN or inf per-item scores")
+    return v
+
+
+def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_ci(
+    values, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of per-item scores and its percentile-bootstrap interval over items.
+
+    values: (items,) or (seeds, items) float; with seeds, items are averaged over seeds first.
+    """
+    v = _items(values, "values")
+    boots = v[_indices(v.size, n_boot, seed)].mean(1)
+    a = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+
+
+def paired_relative_gain(
+    with_, without, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float, float]:
+    """(gain, lo, hi) of mean(with_) / mean(without) - 1 over the same items, paired bootstrap.
+
+    with_, without: per-item scores of two rows on the same items, (items,) or (seeds, items).
+    """
+    w, b = _items(with_, "with_"), _items(without, "without")
+    if w.shape != b.shape:
+        raise ValueError(f"with_ and without must score the same items: {w.shape} vs {b.shape}")
+    if b.mean() <= 0:
+        raise ValueError("without has mean score <= 0: a relative gain is undefined")
+    idx = _indices(w.size, n_boot, seed)
+    num, den = w[idx].mean(1), b[idx].mean(1)
+    boots = num[den > 0] / den[den > 0] - 1
+    a = (1 - level) / 2
+    return float(w.mean() / b.mean() - 1), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
