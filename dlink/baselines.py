@@ -207,7 +207,7 @@ class MLPRegression(DiffusionLink):
     def _losses(self, net, a, t, gen):
         return {"mse": F.mse_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
 
-    def _bridge(self, net, x, start_step, steps, gen):
+    def _bridge(self, net, x, start_step, steps, gen, start_noise):
         return net(x, torch.zeros(1, dtype=torch.long, device=x.device))
 
 
@@ -272,7 +272,7 @@ class ConditionalPrior(DiffusionLink):
         noise = torch.randn(t.shape, generator=gen, device=t.device)
         return {"prior": F.mse_loss(net(d.q_sample(t, k, noise), k, cond=a), t)}
 
-    def _bridge(self, net, x, start_step, steps, gen):
+    def _bridge(self, net, x, start_step, steps, gen, start_noise):
         c = self.config
         x_T = torch.randn(x.shape, generator=gen, device=x.device)
         return self.diffusion.ddim_loop(
