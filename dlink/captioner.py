@@ -42,8 +42,9 @@ class CaptionerConfig:
     normalize: bool = True  # L2-normalise inputs (encoders and bridges emit unit vectors)
     # the scratch decoder (GPT-2 blocks): width, layers, heads, dropout; words seen fewer than
     # vocab_min_count times in training become <unk>. Sized for 2 CPU cores (measured on the default
-    # profile's 7,500 fit captions, 4 epochs): width 128 x 2 layers trains in ~47 s to text-oracle
-    # CIDEr-D ~1.8; width 256 x 3 layers took ~200 s for about the same (1.82)
+    # profile's 7,500 fit captions, one seed, idle machine): width 128 x 2 layers reached text-oracle
+    # CIDEr-D 1.56 / 1.79 (92 % / 96 % distinct captions) after 3 / 5 epochs, ~12 s per epoch; width
+    # 256 x 3 layers took ~50 s per epoch for about the same (1.82 after 4 epochs)
     scratch_width: int = 128
     scratch_layers: int = 2
     scratch_heads: int = 4
@@ -55,7 +56,7 @@ class CaptionerConfig:
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 128
-    epochs: int = 4
+    epochs: int = 5
     noise_std: float = 0.0  # CapDec: Gaussian noise of this per-dim std on the (unit) input, renormalised
     seed: int = 0
     beams: int = 3

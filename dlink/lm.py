@@ -167,6 +167,7 @@ def load_lm(name: str = "smollm2-135m", device: str = "cpu", seed: int = 0):
             raise ValueError(
                 f"could not load language model {name!r} ({type(e).__name__}: {str(e)[:200]}); "
                 f"a hub name needs internet, or pass a local transformers folder; "
-                f"names that work offline: {', '.join(OFFLINE_LMS)}"
+                f"names that work offline: {', '.join(OFFLINE_LMS)}, or lm='scratch' in CaptionerConfig "
+                "(a small decoder trained from scratch on your captions)"
             ) from e
     return model.to(device).eval(), tok
