@@ -19,7 +19,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-GAP_COLUMNS = ["paired_cos_mean", "centroid_distance", "separability", "frechet", "knn_mixing_norm", "a2t_R1", "a2t_R10"]
+GAP_COLUMNS = [
+    "paired_cos_mean",
+    "centroid_distance",
+    "separability",
+    "frechet",
+    "knn_mixing_norm",
+    "a2t_R1",
+    "a2t_R10",
+]
 
 
 def _table_lines(md: str) -> list[str]:
@@ -41,7 +49,7 @@ def _verdict(results: Path, stem: str, paper: str) -> str:
     r = df[(df["decoder"] == "generative") & (df["method"] == "diffusion_link")].iloc[0]
     g, lo, hi = 100 * r["gain"], 100 * r["gain_lo"], 100 * r["gain_hi"]
     if lo > 0:
-        word = "**reproduced in direction** (the 95 % interval lies above 0)"
+        word = "**reproduced** (the 95 % interval lies above 0)"
     elif hi < 0:
         word = "**reversed** (the 95 % interval lies below 0)"
     else:
@@ -115,13 +123,18 @@ def main(argv=None) -> int:
                            "aac_zero_shot.csv", "aac_supervised.md", "aac_supervised.csv")
                if not (Path(args.results) / f).is_file()]  # fmt: skip
     if missing:
-        print(f"results/ lacks {', '.join(missing)}: run ./run_all.sh (default profile) first", file=sys.stderr)
+        print(
+            f"results/ lacks {', '.join(missing)}: run ./run_all.sh (default profile) first", file=sys.stderr
+        )
         return 2
     before, rest = text.split(START, 1)
     new = before + section(Path(args.results)) + rest.split(END, 1)[1]
     if args.check:
         if new != text:
-            print("README.md's results section differs from results/: run scripts/readme_results.py", file=sys.stderr)
+            print(
+                "README.md's results section differs from results/: run scripts/readme_results.py",
+                file=sys.stderr,
+            )
             return 1
         print("README.md's results section matches results/")
         return 0
