@@ -324,6 +324,18 @@ class PrefixCaptioner:
             opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
         )
         bar = tqdm(total=steps, desc=f"captioner fit ({cfg.lm})", disable=not progress)
+        with torch.random.fork_rng(devices=[]):
+            # dropout draws from torch's global state: seed it, or a run's result would depend on
+            # what ran before it in the process (e.g. which captioners came from a cache)
+            torch.manual_seed(cfg.seed)
+            self._train(x, captions, val, gen, opt, sched, params, bar)
+        bar.close()
+        self.projector.eval()
+        self.lm.eval()
+        return self
+
+    def _train(self, x, captions, val, gen, opt, sched, params, bar):
+        cfg = self.config
         for epoch in range(cfg.epochs):
             self.projector.train()
             self.lm.train(self.scratch or cfg.lora)  # a frozen LM stays in eval mode (no dropout)
@@ -342,10 +354,6 @@ class PrefixCaptioner:
                 bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
             if val is not None:
                 self.history["val_loss"].append(self.evaluate_loss(*val))
-        bar.close()
-        self.projector.eval()
-        self.lm.eval()
-        return self
 
     @torch.no_grad()
     def evaluate_loss(self, embeddings, captions: list[str], batch_size: int = 128) -> float:

@@ -136,3 +136,13 @@ def test_bad_inputs(scratch, x):
 def test_clean_caption():
     assert clean_caption("  a dog   barks\nand more") == "A dog barks"
     assert clean_caption("") == ""
+
+
+def test_training_ignores_the_global_random_state(x):
+    # dropout on: the fit must not depend on what ran before it in the process
+    cfg = CaptionerConfig(epochs=2, **{**SCRATCH, "scratch_dropout": 0.3})
+    torch.manual_seed(1)
+    a = PrefixCaptioner(cfg, device="cpu").fit(x, CAPTIONS, progress=False).history["train_loss"]
+    torch.manual_seed(2)
+    b = PrefixCaptioner(cfg, device="cpu").fit(x, CAPTIONS, progress=False).history["train_loss"]
+    assert a == b
