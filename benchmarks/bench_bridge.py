@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlink.bridge import DiffusionLink, _sinusoid, synthetic_gap_pairs
+from dlink.bridge import synthetic_gap_pairs
+from dlink.denoiser import sinusoid as _sinusoid
+from dlink.diffusion_link import DiffusionLink
 
 # --------------------------------------------------------------------------- 1-D U-Net
 

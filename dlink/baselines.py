@@ -7,10 +7,10 @@
     mlp_regression     audio -> text with MSE, the denoiser's network with the timestep fixed at 0
     diffusion_bridge   text-only diffusion prior + SDEdit (Diffusion-Link with cross & topo off)
     conditional_prior  noise -> text embedding conditioned on audio (DiffGAP / DALL-E 2 prior style)
-    diffusion_link     the method (dlink.bridge.DiffusionLink)
+    diffusion_link     the method (dlink.diffusion_link.DiffusionLink)
 
-`make_bridge(name, **config)` builds any of them; `BRIDGES` maps names to classes. Every
-`.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
+`make_bridge(name, **config)` builds any of them; `BRIDGES` (dlink.bridge's registry) maps names
+to classes. Every `.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ import torch
 import torch.nn.functional as F
 
 from dlink.bridge import (
+    BRIDGES,
     Bridge,
-    DiffusionLink,
-    DiffusionLinkConfig,
-    ResidualMLPDenoiser,
-    _as_matrix,
-    _as_pair,
+    DenoiserBridge,
+    DenoiserConfig,
+    _check,
+    as_matrix,
+    as_pair,
+    as_val,
+    to_output,
+    unit_rows,
 )
-
-
-def _out(x: torch.Tensor) -> np.ndarray:
-    return F.normalize(x, dim=1).numpy().astype(np.float32, copy=False)
-
+from dlink.diffusion import GaussianDiffusion, denoise, x0_loss
+from dlink.diffusion_link import DiffusionConfig, DiffusionLink, SDEditBridge, SDEditConfig  # noqa: F401
 
 # --------------------------------------------------------------------------- closed-form
 
@@ -49,12 +50,12 @@ class Identity(Bridge):
     name, config_cls = "identity", IdentityConfig
 
     def fit(self, audio, text, val=None, device=None):
-        self.dim = _as_pair(audio, text)[0].shape[1]
+        self.dim = as_pair(audio, text)[0].shape[1]
         return self
 
     def transform(self, audio) -> np.ndarray:
         self._check_fitted()
-        return _out(_as_matrix(audio, "audio", self.dim))
+        return to_output(as_matrix(audio, "audio", self.dim), "identity")
 
 
 @dataclass
@@ -69,15 +70,15 @@ class MeanShift(Bridge):
     name, config_cls = "mean_shift", MeanShiftConfig
 
     def fit(self, audio, text, val=None, device=None):
-        a, t = _as_pair(audio, text)
-        a, t = F.normalize(a, dim=1), F.normalize(t, dim=1)
+        a, t = as_pair(audio, text)
+        a, t = unit_rows(a), unit_rows(t)
         self.dim, self.audio_mean, self.text_mean = a.shape[1], a.mean(0), t.mean(0)
         return self
 
     def transform(self, audio) -> np.ndarray:
         self._check_fitted()
-        x = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1) - self.audio_mean + self.text_mean
-        return _out(x) if self.config.renormalize else x.numpy()
+        x = unit_rows(as_matrix(audio, "audio", self.dim)) - self.audio_mean + self.text_mean
+        return to_output(x, "mean_shift") if self.config.renormalize else x.numpy()
 
     def _state(self):
         return {"audio_mean": self.audio_mean, "text_mean": self.text_mean}
@@ -106,21 +107,21 @@ class Projection(Bridge):
     name, config_cls = "projection", ProjectionConfig
 
     def fit(self, audio, text, val=None, device=None):
-        _, t = _as_pair(audio, text)
-        self.bank = F.normalize(t, dim=1)
+        _, t = as_pair(audio, text)
+        self.bank = unit_rows(t)
         self.dim = t.shape[1]
         return self
 
     def transform(self, audio) -> np.ndarray:
         self._check_fitted()
-        a = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1)
+        a = unit_rows(as_matrix(audio, "audio", self.dim))
         c, out = self.config, []
         k = min(c.k or self.bank.shape[0], self.bank.shape[0])
         for i in range(0, a.shape[0], c.chunk):
             sim, idx = (a[i : i + c.chunk] @ self.bank.T).topk(k, dim=1)
             w = torch.softmax(sim / c.temperature, dim=1)
             out.append(torch.einsum("mk,mkd->md", w, self.bank[idx]))
-        return _out(torch.cat(out))
+        return to_output(torch.cat(out), "projection")
 
     def _state(self):
         return {"bank": self.bank}
@@ -157,11 +158,11 @@ class Ridge(Bridge):
         return w.float(), am, tm
 
     def fit(self, audio, text, val=None, device=None):
-        a, t = (F.normalize(x, dim=1) for x in _as_pair(audio, text))
+        a, t = (unit_rows(x) for x in as_pair(audio, text))
         self.dim = a.shape[1]
         lams = [self.config.lam] if self.config.lam is not None else list(self.config.lambdas)
         if len(lams) > 1 and val is not None:
-            va, vt = (F.normalize(x, dim=1) for x in _as_pair(*val))
+            va, vt = (unit_rows(x) for x in as_val(val, self.dim))
             mse = []
             for lam in lams:
                 w, am, tm = self._solve(a, t, lam)
@@ -176,8 +177,8 @@ class Ridge(Bridge):
 
     def transform(self, audio) -> np.ndarray:
         self._check_fitted()
-        a = F.normalize(_as_matrix(audio, "audio", self.dim), dim=1)
-        return _out((a - self.audio_mean) @ self.w + self.text_mean)
+        a = unit_rows(as_matrix(audio, "audio", self.dim))
+        return to_output((a - self.audio_mean) @ self.w + self.text_mean, "ridge")
 
     def _state(self):
         return {"w": self.w, "audio_mean": self.audio_mean, "text_mean": self.text_mean, "lam": self.lam}
@@ -191,113 +192,96 @@ class Ridge(Bridge):
 
 
 @dataclass
-class MLPRegressionConfig(DiffusionLinkConfig):
-    """DiffusionLinkConfig's network and optimisation fields; the diffusion and loss ones are unused."""
+class MLPRegressionConfig(DenoiserConfig):
+    """The denoiser's network and space, nothing of diffusion."""
 
 
-class MLPRegression(DiffusionLink):
+class MLPRegression(DenoiserBridge):
     """audio -> text by MSE with the denoiser's exact network (timestep fixed at 0): same size and
     training loop as Diffusion-Link, no diffusion. Answers "is diffusion needed at all?"."""
 
     name, config_cls = "mlp_regression", MLPRegressionConfig
 
-    def _weights(self):
-        return {"mse": 1.0}
-
     def _losses(self, net, a, t, gen):
-        return {"mse": F.mse_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
+        return {"mse": x0_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
 
-    def _bridge(self, net, x, start_step, steps, gen, start_noise):
+    def _bridge(self, net, x, gen):
         return net(x, torch.zeros(1, dtype=torch.long, device=x.device))
 
 
 @dataclass
-class DiffusionBridgeConfig(DiffusionLinkConfig):
-    """Diffusion-Link's defaults with both extra losses off, so the two differ only in the losses.
-    The original's own settings are `centre="modality", start_step=600` (SDEdit from 600 of 1000)."""
-
-    lambda_cross: float = 0.0
-    lambda_topo: float = 0.0
+class DiffusionBridgeConfig(SDEditConfig):
+    """The original's own inference settings are `centre="modality", start_step=600, start_noise=False`
+    (SDEdit from 600 of 1000 on the clean input); the notebooks choose k* and S on validation."""
 
 
-class DiffusionBridge(DiffusionLink):
-    """Diffusion Bridge: a diffusion prior trained on TEXT only, applied to audio by SDEdit.
-    (= Diffusion-Link with the cross-sample and topology losses switched off)."""
+class DiffusionBridge(SDEditBridge):
+    """Diffusion Bridge (CVPR 2025): a diffusion prior trained on TEXT only, applied to audio by
+    SDEdit. Same denoiser, space and sampler as Diffusion-Link; only the training term differs.
+    `fit` uses the audio only for its centring mean (centre="modality") and ignores the pairing."""
 
     name, config_cls = "diffusion_bridge", DiffusionBridgeConfig
 
-    def __init__(self, **config):
-        super().__init__(**config)
-        if self.config.lambda_cross or self.config.lambda_topo or not self.config.use_prior:
-            raise ValueError(
-                "diffusion_bridge is the text-only prior: keep lambda_cross=0, lambda_topo=0, use_prior=True"
-            )
+    def _losses(self, net, a, t, gen):
+        return {"prior": x0_loss(denoise(lambda x, k: net(x, k), self.diffusion, t, gen), t)}
 
 
 @dataclass
-class ConditionalPriorConfig(DiffusionLinkConfig):
-    """Conditional prior: x0-prediction of text from noise given audio, DDIM from k = T."""
+class ConditionalPriorConfig(DiffusionConfig):
+    """Conditional prior: x0-prediction of text from noise given audio, `steps` DDIM steps from k = T."""
 
     conditioning: str = "film"  # "film" (audio added to the timestep embedding) or "concat" (to the input)
     steps: int = 50
-    use_prior: bool = True  # its only loss: ||f(q_sample(t, k), k | a) - t||^2
-    lambda_cross: float = 0.0
-    lambda_topo: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
-        if self.conditioning not in ("film", "concat"):
-            raise ValueError(f"conditioning={self.conditioning!r} must be 'film' or 'concat'")
+        _check(
+            [
+                (
+                    self.conditioning in ("film", "concat"),
+                    f"conditioning={self.conditioning!r} must be 'film' or 'concat'",
+                ),
+                (
+                    isinstance(self.steps, int) and self.steps >= 1,
+                    f"steps={self.steps!r} must be an int >= 1",
+                ),
+            ]
+        )
 
 
-class ConditionalPrior(DiffusionLink):
+class ConditionalPrior(DenoiserBridge):
     """noise -> text embedding conditioned on the audio embedding, sampled with seeded DDIM from
-    pure noise (DiffGAP / DALL-E 2 prior style). `start_step` is ignored: sampling starts at T."""
+    pure noise (DiffGAP / DALL-E 2 prior style)."""
 
     name, config_cls = "conditional_prior", ConditionalPriorConfig
 
-    def _make_net(self, dim):
-        c = self.config
-        width = c.width or dim
-        return ResidualMLPDenoiser(
-            dim, width, c.hidden or 2 * width, c.n_blocks, c.time_dim, cond_dim=dim, cond_mode=c.conditioning
-        )
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.diffusion = GaussianDiffusion(self.config.schedule, self.config.T)
 
-    def _weights(self):
-        return {"prior": 1.0}
+    def _make_net(self, dim):
+        return self.config.network(dim, cond_dim=dim, cond_mode=self.config.conditioning)
 
     def _losses(self, net, a, t, gen):
-        d = self.diffusion
-        k = d.sample_steps(t.shape[0], gen, t.device)
-        noise = torch.randn(t.shape, generator=gen, device=t.device)
-        return {"prior": F.mse_loss(net(d.q_sample(t, k, noise), k, cond=a), t)}
+        return {"prior": x0_loss(denoise(lambda x, k: net(x, k, cond=a), self.diffusion, t, gen), t)}
 
-    def _bridge(self, net, x, start_step, steps, gen, start_noise):
+    def _bridge(self, net, x, gen):
         c = self.config
         x_T = torch.randn(x.shape, generator=gen, device=x.device)
         return self.diffusion.ddim_loop(
             lambda xk, k: net(xk, k[:1], cond=x),
             x_T,
             c.T,
-            steps,
+            c.steps,
             eta=c.eta,
             generator=gen,
-            x0_fn=self._renorm if c.renorm else None,
+            x0_fn=self.space.renorm if c.renorm else None,
         )
 
 
-# --------------------------------------------------------------------------- registry
-
-BRIDGES: dict[str, type[Bridge]] = {
-    "identity": Identity,
-    "mean_shift": MeanShift,
-    "projection": Projection,
-    "ridge": Ridge,
-    "mlp_regression": MLPRegression,
-    "diffusion_bridge": DiffusionBridge,
-    "conditional_prior": ConditionalPrior,
-    "diffusion_link": DiffusionLink,
-}
+# BRIDGES (dlink.bridge's one registry) is in definition order; the method is defined first (its
+# module is imported above), so move it last: the floor first, the method last is every table's order.
+BRIDGES["diffusion_link"] = BRIDGES.pop("diffusion_link")
 
 
 def make_bridge(name: str, **config) -> Bridge:

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import time
@@ -120,23 +121,33 @@ def _decode_clip(clip: Clip, cache: Path) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ splits and scenes
+def recording_series(rid: str) -> str:
+    """The series a recording belongs to: its id without a trailing take number, so numbered takes
+    of one session (ufoai:footsteps/carpet1..4, ambience/fire1, fire2) form one series."""
+    stem = rid.rsplit(".", 1)[0] if "." in rid.rsplit("/", 1)[-1] else rid
+    return re.sub(r"[-_ ]?\d+$", "", stem)
+
+
 def _assign_splits(clips: list[Clip], rng) -> dict[str, str]:
-    """recording id -> split. Within a label group of n recordings: n >= 3 gives test and val
-    at least one each and train the rest (about 65/15/20); n == 2 gives one to train and one
+    """recording id -> split, assigned by recording SERIES (`recording_series`), so numbered takes of
+    one session never sit on both sides. Within a label group of n series: n >= 3 gives test and val
+    at least one series each and train the rest (about 65/15/20); n == 2 gives one to train and one
     to val or test; n == 1 stays in train (so every val/test label is also a train label)."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, dict[str, list[str]]] = {}
     for c in clips:
-        groups.setdefault(c.label, []).append(c.rid)
+        groups.setdefault(c.label, {}).setdefault(recording_series(c.rid), []).append(c.rid)
     out = {}
     for label in sorted(groups):
-        rids = [groups[label][i] for i in rng.permutation(len(groups[label]))]
-        n = len(rids)
+        series = sorted(groups[label])
+        series = [series[i] for i in rng.permutation(len(series))]
+        n = len(series)
         if n >= 3:
             n_test, n_val = max(1, round(0.2 * n)), max(1, round(0.15 * n))
             parts = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
         else:
             parts = ["train", "val" if rng.random() < 0.5 else "test"][:n]
-        out.update(zip(rids, parts, strict=True))
+        for name, part in zip(series, parts, strict=True):
+            out.update(dict.fromkeys(groups[label][name], part))
     return out
 
 

@@ -166,3 +166,29 @@ class GaussianDiffusion:
             k = torch.full((x0.shape[0],), start_step, dtype=torch.long, device=x0.device)
             x = self.q_sample(x0, k, noise)
         return self.ddim_loop(model_fn, x, start_step, steps, eta, generator, x0_fn)
+
+
+# --------------------------------------------------------------------------- training losses
+# x0-prediction losses, written once for every diffusion bridge (dlink.diffusion_link, dlink.baselines).
+
+
+def denoise(
+    model_fn: ModelFn, diffusion: GaussianDiffusion, x0: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Noise every row of x0 (B, D) to its own step k ~ U{1..T} and return the model's x0_hat (B, D)."""
+    k = diffusion.sample_steps(x0.shape[0], generator, x0.device)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    return model_fn(diffusion.q_sample(x0, k, noise), k)
+
+
+def x0_loss(x0_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the x0 prediction (B, D) against its target (B, D)."""
+    return torch.nn.functional.mse_loss(x0_hat, target)
+
+
+def topology_loss(x0_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the batch's cosine-similarity matrices (B, B): the bridged batch
+    keeps the relational structure its targets have (Diffusion-Link's topology term)."""
+    s_a = torch.nn.functional.normalize(x0_hat, dim=1)
+    s_t = torch.nn.functional.normalize(target, dim=1)
+    return ((s_a @ s_a.T - s_t @ s_t.T) ** 2).mean()

@@ -112,30 +112,33 @@ def fit_split_table(P) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
-def encoder(P, frame: dict | None = None):
-    """The run's frozen encoder. The embedded CLAP's heads are trained once on the train split."""
+def encoder(P, frame: dict | None = None, seed: int = 0):
+    """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
+    seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
     from dlink import encoders
 
     if P.encoder == "laion-clap":
         return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device)
     frame = frame or splits(P)
-    folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}"
+    folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
     if not (folder / "config.json").is_file():
         from dlink.embedded_clap import train_embedded_clap
 
-        train_embedded_clap(frame["enc"], frame["val"], out=folder, seed=0, max_epochs=P.profile.clap_epochs)
+        train_embedded_clap(
+            frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=P.profile.clap_epochs
+        )
     return encoders.load_encoder("embedded", checkpoint=folder, device=P.device)
 
 
-def embeddings(P) -> dict:
-    """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised; cached on disk.
+def embeddings(P, seed: int = 0) -> dict:
+    """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised, from seed `seed`'s encoder.
 
     Splits: train, val, test, and "enc" / "fit", the two parts of train (see `splits`).
     """
     from dlink.encoders import embed_split
 
     frame = splits(P)
-    enc = encoder(P, frame)
+    enc = encoder(P, frame, seed=seed)
     # the embedded CLAP reuses the frozen-tower features cached while training its heads
     embed = getattr(enc, "embed_split_fast", None) or (lambda df: embed_split(enc, df))
     out = {s: embed(frame[s]) for s in SPLITS}
@@ -174,7 +177,7 @@ def bridge_config(P, name: str, seed: int, **overrides) -> dict:
 
 def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
     cfg = bridge_config(P, name, seed, **overrides)
-    code = _code_hash("diffusion", "bridge", "baselines")
+    code = _code_hash("denoiser", "diffusion", "bridge", "diffusion_link", "baselines")
     return f"{name}-{_short(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
 
 
@@ -186,7 +189,8 @@ def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split
     from dlink.baselines import BRIDGES, make_bridge
 
     key, cfg = _bridge_key(P, name, seed, **overrides)
-    folder = run_dir(P) / "bridges" / (key if split == "fit" else f"{key}-{split}")
+    key += "-" + _short(_digest(emb) + split + str(len(emb[split]["audio"])))
+    folder = run_dir(P) / "bridges" / key
     if cache and (folder / "config.json").is_file():
         return BRIDGES[name].load(folder, device=P.device)
     bridge = make_bridge(name, **cfg)
@@ -196,22 +200,76 @@ def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split
     return bridge
 
 
+def tuning_grid(P, name: str) -> list[dict]:
+    """The inference-time settings of bridge `name` tried on validation (training settings are the
+    profile's, shared by every learned bridge). [{}] for bridges with nothing to choose (ridge
+    chooses its lambda on validation inside `fit`). Diffusion-Link and Diffusion Bridge get the
+    same grid: start step k* x DDIM steps S x start noise."""
+    sdedit = [
+        {"start_step": k, "steps": s, "start_noise": n}
+        for k in P.profile.start_steps
+        for s in P.profile.ddim_steps
+        for n in (True, False)
+    ]
+    grids = {
+        "diffusion_link": sdedit,
+        "diffusion_bridge": sdedit,
+        "conditional_prior": [{"steps": s, "eta": e} for s in (1, 5, 20, 50) for e in (0.0, 1.0)],
+        "projection": [{"k": k, "temperature": t} for k in (8, 32, 128) for t in (0.01, 0.05, 0.2)],
+    }
+    return grids.get(name, [{}])
+
+
+def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
+    """Choose bridge `name`'s inference settings on the validation split, one rule for every bridge:
+    the highest audio->text R@1 (meaning kept), ties (within 0.005) to the smaller centroid distance.
+    Returns (chosen settings, [{settings..., a2t_R1, centroid_distance}] for every setting tried)."""
+    from dlink.gap import gap_report
+
+    val = emb["val"]
+    scores = []
+    for setting in tuning_grid(P, name):
+        out = (
+            bridge.configured(**setting).transform(val["audio"])
+            if setting
+            else bridge.transform(val["audio"])
+        )
+        g = gap_report(out, val["text"][:, 0], seed=seed)
+        scores.append({**setting, "a2t_R1": g["a2t_R1"], "centroid_distance": g["centroid_distance"]})
+    top = max(s["a2t_R1"] for s in scores)
+    best = min((s for s in scores if s["a2t_R1"] >= top - 0.005), key=lambda s: s["centroid_distance"])
+    return {k: best[k] for k in tuning_grid(P, name)[scores.index(best)]}, scores
+
+
 def bridged(P, emb: dict, seed: int = 0, methods=None, splits_=("test",)) -> dict:
-    """{method: {split: (N, D) bridged audio}} for every bridge in the registry, cached as .npz."""
+    """{method: {split: (N, D) bridged audio, "settings": chosen inference settings}} for every bridge
+    in the registry: fitted on the fit scenes, inference settings tuned on val (`tune`), cached as .npz."""
     from dlink.baselines import BRIDGES
 
     out = {}
     for m in list(methods or BRIDGES):
-        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}.npz"
+        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}-{_short(_digest(emb))}-tuned.npz"
         have = dict(np.load(f)) if f.is_file() else {}
-        if not all(s in have for s in splits_):
+        if not all(s in have for s in splits_) or "settings" not in have:
             b = fit_bridge(P, m, emb, seed=seed)
-            for s in splits_:
-                if s not in have:
-                    have[s] = b.transform(emb[s]["audio"]).astype(np.float32)
+            settings, _ = tune(P, m, b, emb, seed)
+            b = b.configured(**settings) if settings else b
+            have = {
+                s: have[s] if s in have else b.transform(emb[s]["audio"]).astype(np.float32) for s in splits_
+            }
+            have["settings"] = np.array(json.dumps(settings, sort_keys=True))
             _save_npz(f, have)
-        out[m] = {s: have[s] for s in splits_}
+        out[m] = {s: have[s] for s in splits_} | {"settings": json.loads(str(have["settings"]))}
     return out
+
+
+def _digest(emb: dict) -> str:
+    """Content hash of a run's embeddings (fit and val audio): caches made from other embeddings
+    (another encoder seed) are not reused."""
+    h = hashlib.sha256()
+    for s in ("fit", "val"):
+        h.update(np.ascontiguousarray(emb[s]["audio"], dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def _save_npz(path: Path, arrays: dict) -> Path:
@@ -283,19 +341,26 @@ def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
 
 def cross_fitted(P, name: str, emb: dict, seed: int, folds: int) -> np.ndarray:
     """Out-of-fold bridged audio of the fit scenes: (N_fit, D). Scene fold f is bridged by a bridge fitted
-    on the other folds, so no captioner input comes from a bridge that saw its pair."""
+    on the other folds, so no captioner input comes from a bridge that saw its pair. Inference settings:
+    those `bridged` chose on validation for this seed's bridge fitted on all fit scenes."""
     n = len(emb["fit"]["audio"])
     if not 2 <= folds <= n:
         raise ValueError(f"cross_fit_folds={folds} must be in 2..{n} (the fit scenes)")
     digest = _short(hashlib.sha256(np.ascontiguousarray(emb["fit"]["audio"]).tobytes()).hexdigest())
-    path = run_dir(P) / "bridged" / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}.npz"
+    path = (
+        run_dir(P)
+        / "bridged"
+        / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}-{_short(_digest(emb))}.npz"
+    )
     if path.is_file():
         return np.load(path)["fit"]
+    settings = bridged(P, emb, seed=seed, methods=[name], splits_=())[name]["settings"]
     fold = np.random.default_rng(seed).permutation(n) % folds
     out = np.zeros_like(emb["fit"]["audio"])
     for f in range(folds):
         part = {"fit": {k: v[fold != f] for k, v in emb["fit"].items()}, "val": emb["val"]}
         bridge = fit_bridge(P, name, part, seed=seed, split="fit", cache=False)
+        bridge = bridge.configured(**settings) if settings else bridge
         out[fold == f] = bridge.transform(emb["fit"]["audio"][fold == f])
     _save_npz(path, {"fit": out})
     return out

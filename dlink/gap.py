@@ -12,6 +12,9 @@ similarity (higher is better)
   a2t_R1, a2t_R5, a2t_R10           audio -> text retrieval recall@k, cosine, gallery = all N texts
                                     (paired only): collapsing audio onto the text mean closes the gap
                                     but sends these to chance (k / N)
+  a2t_mAP_labels                    audio -> text mean average precision where every text whose
+                                    scene has the same label set counts as a hit (`labels=`; NaN
+                                    without labels): meaning kept beyond the exact pair
 geometry (lower is better, except separability)
   centroid_distance                 ||mean(a) - mean(t)||, the gap vector norm of Liang et al. 2022
   separability                      5-fold cross-validated logistic-regression accuracy of the
@@ -56,6 +59,7 @@ GAP_DIRECTIONS: dict[str, str | float | None] = {
     "a2t_R1": "higher",
     "a2t_R5": "higher",
     "a2t_R10": "higher",
+    "a2t_mAP_labels": "higher",
 }
 
 _MIN_POINTS = 10  # 5 folds of a balanced 2-class problem need >= 5 per class; 10 keeps folds sane
@@ -153,6 +157,28 @@ def retrieval_recall(
             best = np.where(correct, sims, -np.inf).max(axis=1)
             ranks[s + rows] = ((sims >= best[:, None]) & ~correct).sum(axis=1)
     return {f"R@{k}": float((ranks < k).mean()) for k in ks}
+
+
+def label_set_map(query, gallery, labels) -> float:
+    """Mean average precision of cosine retrieval query -> gallery (N, D) each, where gallery row j
+    is relevant to query i when labels[j] == labels[i] (e.g. a scene's sorted label set as a string;
+    every query has at least its own pair). Returns the mean over queries of AP in [0, 1]."""
+    q, g = _unit(_as_embeddings(query, "query")), _unit(_as_embeddings(gallery, "gallery"))
+    lab = np.asarray([str(x) for x in labels])
+    if not (q.shape == g.shape and lab.shape == (q.shape[0],)):
+        raise ValueError(
+            f"label_set_map needs query, gallery (N, D) and N labels; got {q.shape}, {g.shape}, {lab.shape[0]} labels"
+        )
+    _, codes = np.unique(lab, return_inverse=True)
+    aps = np.empty(q.shape[0])
+    for s in range(0, q.shape[0], _CHUNK):
+        sims = q[s : s + _CHUNK].astype(np.float32) @ g.astype(np.float32).T
+        order = np.argsort(-sims, axis=1, kind="stable")
+        rel = codes[order] == codes[s : s + _CHUNK, None]  # (b, N) hits in rank order
+        hits = np.cumsum(rel, axis=1)
+        prec = hits / np.arange(1, rel.shape[1] + 1)
+        aps[s : s + rel.shape[0]] = (prec * rel).sum(1) / rel.sum(1)
+    return float(aps.mean())
 
 
 def frechet_distance(x, y) -> float:
@@ -275,6 +301,7 @@ def gap_report(
     max_points: int = 2000,
     normalize: bool = True,
     mmd_bandwidth: float | None = None,
+    labels=None,
 ) -> dict[str, float]:
     """Similarity and geometry criteria of the audio-text gap (keys: see the module docstring).
 
@@ -282,7 +309,8 @@ def gap_report(
     k: neighbours for kNN mixing. seed: picks the subsample for kNN mixing, MMD and separability
     and the CV folds. max_points: subsample size per modality for those O(N^2) parts.
     normalize: L2-normalise rows first. mmd_bandwidth: fixed RBF bandwidth (None: median
-    heuristic per call; fix it to compare MMD across methods on one scale).
+    heuristic per call; fix it to compare MMD across methods on one scale). labels: N hashables
+    (paired only), one per pair, for the label-set retrieval mAP.
     Returns dict[str, float] with the keys of GAP_DIRECTIONS, in that order.
     """
     a, t = _validate_pair(audio, text, paired)
@@ -317,5 +345,7 @@ def gap_report(
     if paired:
         r = retrieval_recall(a, t, ks=(1, 5, 10))
         out["a2t_R1"], out["a2t_R5"], out["a2t_R10"] = r["R@1"], r["R@5"], r["R@10"]
+        if labels is not None:
+            out["a2t_mAP_labels"] = label_set_map(a, t, labels)
     assert all(isinstance(v, float) and not math.isinf(v) for v in out.values())
     return out

@@ -82,8 +82,16 @@ def test_diffusion_bridge_is_a_text_prior_that_closes_the_centroid_gap(fitted, d
     # the paired losses are what Diffusion-Link adds: it must close more of the gap than the prior alone
     # (per-modality centring, the default, already removes most of the gap vector for both)
     assert gap(fitted["diffusion_link"].transform(va)) < gap(m.transform(va))
-    with pytest.raises(ValueError, match="text-only prior"):
+    # no config carries a field its class ignores: the text prior has no paired-loss weights
+    with pytest.raises(ValueError, match=r"unknown DiffusionBridgeConfig field\(s\) \['lambda_cross'\]"):
         make_bridge("diffusion_bridge", lambda_cross=1.0)
+    for name, ignored in [
+        ("mlp_regression", "start_step"),
+        ("conditional_prior", "start_step"),
+        ("ridge", "epochs"),
+    ]:
+        with pytest.raises(ValueError, match=f"unknown .*'{ignored}'"):
+            make_bridge(name, **{ignored: 1})
 
 
 def test_conditional_prior_concat_is_seeded_and_samples_from_noise(data):
@@ -101,7 +109,8 @@ def test_conditional_prior_concat_is_seeded_and_samples_from_noise(data):
 
 
 def test_registry_and_errors(data):
-    assert set(BRIDGES) == {
+    # one registry, in table order: the floor first, the method last
+    assert list(BRIDGES) == [
         "identity",
         "mean_shift",
         "projection",
@@ -110,7 +119,10 @@ def test_registry_and_errors(data):
         "diffusion_bridge",
         "conditional_prior",
         "diffusion_link",
-    }
+    ]
+    from dlink.bridge import BRIDGES as registry
+
+    assert BRIDGES is registry
     with pytest.raises(ValueError, match="unknown bridge 'magic'.*diffusion_link"):
         make_bridge("magic")
     with pytest.raises(ValueError, match=r"unknown ProjectionConfig field\(s\) \['kk'\]"):

@@ -54,9 +54,29 @@ def test_splits_share_no_recording_and_sizes(smoke):
         and not recs["train"] & recs["val"]
         and not recs["val"] & recs["test"]
     )
+    # and no recording SERIES (numbered takes: carpet1..4) on two sides
+    series = {s: {data.recording_series(r) for r in rs} for s, rs in recs.items()}
+    assert not series["train"] & series["test"] and not series["train"] & series["val"]
+    assert not series["val"] & series["test"]
     train_labels = {lab for ls in dfs["train"]["labels"] for lab in ls.split(";")}
     test_labels = {lab for ls in dfs["test"]["labels"] for lab in ls.split(";")}
     assert len(test_labels - train_labels) <= 3  # held-out recordings, mostly seen labels
+
+
+def test_recording_series_groups_numbered_takes():
+    assert data.recording_series("ufoai:footsteps/carpet4.ogg") == "ufoai:footsteps/carpet"
+    assert data.recording_series("wordwarvi:synthetic_gunshot_2.ogg") == "wordwarvi:synthetic_gunshot"
+    assert (
+        data.recording_series("ufoai:weapons/grenade-launcher-3x.ogg") == "ufoai:weapons/grenade-launcher-3x"
+    )
+    clips = [c for c in sounds.scan_sources() if c.label]
+    split_of = data._assign_splits(clips, np.random.default_rng(0))
+    by_series = {}
+    for c in clips:
+        by_series.setdefault(data.recording_series(c.rid), set()).add(split_of[c.rid])
+    assert all(len(v) == 1 for v in by_series.values())
+    labels = {s: {c.label for c in clips if split_of[c.rid] == s} for s in data.SPLITS}
+    assert labels["test"] <= labels["train"] and labels["val"] <= labels["train"]
 
 
 def test_scenes_captions_and_audio(smoke):

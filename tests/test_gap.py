@@ -110,3 +110,22 @@ def test_unpaired_sizes_allowed_and_seed_deterministic(emb):
         gap_report(emb[:200], emb[100:], paired=False, seed=3),
     )
     assert a == pytest.approx(b, nan_ok=True)
+
+
+def test_label_set_map_counts_same_label_texts_as_hits():
+    from dlink.gap import label_set_map
+
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal((40, 8))
+    labels = np.repeat(["a;b", "c", "d;e", "f"], 10)
+    # a query that ranks all same-label texts first has AP 1: audio = its label group's mean text
+    groups = {lab: t[labels == lab].mean(0) for lab in set(labels)}
+    centroids = np.stack([groups[lab] for lab in labels])
+    close = np.stack([groups[lab] + 0.01 * rng.standard_normal(8) for lab in labels])
+    t_grouped = centroids + 0.05 * rng.standard_normal((40, 8))
+    assert label_set_map(close, t_grouped, labels) == pytest.approx(1.0)
+    # random queries: about the share of relevant items (1/4), far below 1
+    chance = label_set_map(rng.standard_normal((40, 8)), t_grouped, labels)
+    assert 0.1 < chance < 0.6
+    with pytest.raises(ValueError, match="N labels"):
+        label_set_map(t, t, labels[:5])
