@@ -27,6 +27,7 @@ GAP_COLUMNS = [
     "knn_mixing_norm",
     "a2t_R1",
     "a2t_R10",
+    "a2t_mAP_labels",
 ]
 
 
@@ -36,10 +37,11 @@ def _table_lines(md: str) -> list[str]:
 
 def _gap_table(results: Path) -> list[str]:
     df = pd.read_csv(results / "gap_metrics.csv")
-    head = ["| method | " + " | ".join(GAP_COLUMNS) + " |", "| --- |" + " ---: |" * len(GAP_COLUMNS)]
+    cols = [c for c in GAP_COLUMNS if f"{c}_mean" in df]
+    head = ["| method | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
     rows = []
     for _, r in df.iterrows():
-        cells = [f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}" for c in GAP_COLUMNS]
+        cells = [f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}" for c in cols]
         rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return head + rows
 
@@ -83,11 +85,30 @@ def section(results: Path) -> str:
         f"| linear separability of the modalities | {enc['linear_separability']:.3f} | 0.5 |",
         "",
         "**Result 1, the gap table** (notebook 04, `results/gap_metrics.md` has every column; test split, "
-        "mean ± std over seeds, each seed refits every learned bridge):",
+        "mean ± std over seeds; each seed trains its own encoder heads and refits every learned bridge, "
+        "whose inference settings are chosen on validation by one rule, below):",
         "",
         *_gap_table(results),
         "",
     ]
+    if (results / "bridge_settings.md").is_file():
+        out += [
+            "**Inference settings chosen on validation** (`results/bridge_settings.md`; highest R@1, ties to the "
+            'smaller centroid distance; grids in `docs/METHOD.md`, "Tuning alike"):',
+            "",
+            *_table_lines((results / "bridge_settings.md").read_text()),
+            "",
+        ]
+    if (results / "split_unit.md").is_file():
+        md = (results / "split_unit.md").read_text()
+        notes = [line for line in md.splitlines() if line and not line.startswith("|")]
+        out += [
+            "**Splitting by recording series instead of by recording** (`benchmarks/split_unit.py`, "
+            "`results/split_unit.md`): " + " ".join(notes),
+            "",
+            *_table_lines(md),
+            "",
+        ]
     for stem, title, paper in (
         ("aac_zero_shot", "Result 2a, zero-shot captioning", "up to +52.5 %"),
         ("aac_supervised", "Result 2b, supervised captioning", "+7.5 %"),

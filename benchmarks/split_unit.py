@@ -1,0 +1,133 @@
+"""How the numbers move when the splits are made by recording SERIES instead of by recording.
+
+Numbered takes of one recording session (footsteps/carpet1..4, ambience/fire1, fire2) used to be
+split one recording at a time, so a test scene could hold carpet4 while train held carpet1-3.
+`dlink.data` now splits by series (`recording_series`). This script builds the default dataset both
+ways (the series build is the one the notebooks use; the recording build goes to its own folder),
+and for each seed trains the embedded CLAP's heads on the first half of train, fits Diffusion-Link
+(default config and profile training settings) and ridge on the other half, and reports test
+metrics for raw audio, ridge and Diffusion-Link, mean +- std over seeds.
+
+    .venv/bin/python benchmarks/split_unit.py            # -> results/split_unit.md, ~20 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from dlink import data, paths
+from dlink._io import atomic_write_text
+from dlink.baselines import make_bridge
+from dlink.embedded_clap import train_embedded_clap
+from dlink.encoders import load_encoder
+from dlink.experiment import pairs
+from dlink.gap import gap_report
+from dlink.profiles import PROFILES
+
+SHARED = "test scenes sharing a train series"
+
+
+def _by_recording(clips, rng) -> dict[str, str]:
+    """The former rule: recordings (not series) of a label group shared out 65/15/20."""
+    groups: dict[str, list[str]] = {}
+    for c in clips:
+        groups.setdefault(c.label, []).append(c.rid)
+    out = {}
+    for label in sorted(groups):
+        rids = [groups[label][i] for i in rng.permutation(len(groups[label]))]
+        n = len(rids)
+        if n >= 3:
+            n_test, n_val = max(1, round(0.2 * n)), max(1, round(0.15 * n))
+            parts = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+        else:
+            parts = ["train", "val" if rng.random() < 0.5 else "test"][:n]
+        out.update(zip(rids, parts, strict=True))
+    return out
+
+
+def build(unit: str):
+    root = paths.DATA / "embedded" / ("default-seed0" if unit == "series" else "default-seed0-by-recording")
+    series_rule = data._assign_splits
+    if unit == "recording":
+        data._assign_splits = _by_recording
+    try:
+        data.build_embedded_dataset("default", seed=0, root=root)
+    finally:
+        data._assign_splits = series_rule
+    return {s: data.load_split(s, size="default", root=root) for s in data.SPLITS}, root
+
+
+def shared_series(frames) -> float:
+    """Share of test scenes holding a recording whose series also appears in train."""
+    train = {data.recording_series(r) for rs in frames["train"]["recordings"] for r in rs.split(";")}
+    return float(
+        np.mean(
+            [
+                any(data.recording_series(r) in train for r in rs.split(";"))
+                for rs in frames["test"]["recordings"]
+            ]
+        )
+    )
+
+
+def main(seeds=(0, 1, 2), out=paths.RESULTS / "split_unit.md") -> int:
+    prof = PROFILES["default"]
+    rows = []
+    for unit in ("recording", "series"):
+        frames, root = build(unit)
+        n_enc = len(frames["train"]) // 2
+        enc_df, fit_df = frames["train"].iloc[:n_enc], frames["train"].iloc[n_enc:]
+        labels = list(frames["test"]["labels"].map(lambda s: ";".join(sorted(s.split(";")))))
+        leak = shared_series(frames)
+        for seed in seeds:
+            t0 = time.perf_counter()
+            heads = root.parent / f"{root.name}-heads-seed{seed}"
+            if not (heads / "config.json").is_file():
+                train_embedded_clap(enc_df, frames["val"], out=heads, seed=seed, max_epochs=prof.clap_epochs)
+            enc = load_encoder("embedded", checkpoint=heads)
+            emb = {
+                s: enc.embed_split_fast(df, progress=False) for s, df in (("fit", fit_df), *frames.items())
+            }
+            test = emb["test"]
+            val = pairs(emb["val"])
+            train_cfg = dict(epochs=prof.bridge_epochs, batch_size=prof.bridge_batch_size,
+                             patience=prof.bridge_patience, seed=seed, progress=False)  # fmt: skip
+            outs = {
+                "raw audio": test["audio"],
+                "ridge": make_bridge("ridge").fit(*pairs(emb["fit"]), val=val).transform(test["audio"]),
+                "diffusion_link": make_bridge("diffusion_link", **train_cfg)
+                .fit(*pairs(emb["fit"]), val=val)
+                .transform(test["audio"]),
+            }
+            for method, x in outs.items():
+                g = gap_report(x, test["text"][:, 0], seed=seed, labels=labels)
+                rows.append({"split unit": unit, "seed": seed, "method": method, SHARED: leak, **g})
+            print(f"{unit} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    df = pd.DataFrame(rows)
+    keys = ["a2t_R1", "a2t_mAP_labels", "paired_cos_mean", "centroid_distance", "separability"]
+    agg = df.groupby(["split unit", "method"], sort=False)[keys].agg(["mean", "std"])
+    lines = [
+        f"Test metrics, mean +- std over seeds {list(seeds)} (each seed: its own encoder heads and bridges).",
+        "Share of test scenes holding a recording whose series is also in train: "
+        + ", ".join(
+            f"{u} split {df.loc[df['split unit'] == u, SHARED].iloc[0]:.2f}" for u in ("recording", "series")
+        ),
+        "",
+        "| split unit | method | " + " | ".join(keys) + " |",
+        "| --- | --- |" + " ---: |" * len(keys),
+    ]
+    for (unit, method), r in agg.iterrows():
+        cells = [f"{r[(k, 'mean')]:.3f} +- {r[(k, 'std')]:.3f}" for k in keys]
+        lines.append(f"| {unit} | {method} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    print("wrote", atomic_write_text(out, text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
