@@ -147,12 +147,38 @@ class _Projector(nn.Module):
 
 
 def _as_tensor(emb, name: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(emb), dtype=torch.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
+    if isinstance(emb, torch.Tensor):
+        emb = emb.detach().cpu().numpy()
+    try:
+        arr = np.asarray(emb)
+    except ValueError as e:  # ragged rows
+        raise ValueError(f"{name} must be a numeric (N, D) array; {e}") from e
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a numeric (N, D) array; got dtype {arr.dtype}")
+    x = torch.as_tensor(arr, dtype=torch.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values")
+        raise ValueError(f"{name} holds NaN or inf values (or values beyond float32's range)")
     return x
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero). A float32 row whose entries reach
+    ~2e19 is finite but its sum of squares overflows (and below ~1e-19 it underflows to 0), so such
+    rows are divided by their largest entry first; ordinary rows are left bit-for-bit as they were."""
+    peak = x.abs().amax(dim=-1, keepdim=True)
+    odd = ((peak > 1e18) | (peak < 1e-18)) & (peak > 0)
+    return nn.functional.normalize(torch.where(odd, x / torch.where(odd, peak, 1.0), x), dim=-1)
+
+
+def _positive_int(value, name: str, default: int) -> int:
+    """A caller's optional count (None -> default); ValueError unless it is an int >= 1."""
+    if value is None:
+        return int(default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None (default {default}); got {value!r}")
+    return int(value)
 
 
 def _check_captions(captions, n: int, name: str = "captions") -> None:
@@ -242,10 +268,10 @@ class PrefixCaptioner:
     # ---- building blocks -------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, noise_gen: torch.Generator | None = None) -> torch.Tensor:
         if self.config.normalize:
-            x = nn.functional.normalize(x, dim=-1)
+            x = _unit(x)
         if noise_gen is not None and self.config.noise_std > 0:
             x = x + self.config.noise_std * torch.randn(x.shape, generator=noise_gen)
-            x = nn.functional.normalize(x, dim=-1)
+            x = _unit(x)
         return x
 
     def _context(self, x: torch.Tensor) -> torch.Tensor:
@@ -385,8 +411,9 @@ class PrefixCaptioner:
         from tqdm.auto import tqdm
 
         self._require_trained()
-        beams = int(beams or self.config.beams)
-        max_new = int(max_new_tokens or self.config.max_new_tokens)
+        beams = _positive_int(beams, "beams", self.config.beams)
+        max_new = _positive_int(max_new_tokens, "max_new_tokens", self.config.max_new_tokens)
+        batch_size = _positive_int(batch_size, "batch_size", 64)
         x = _as_tensor(embeddings, "embeddings")
         if x.shape[1] != self.input_dim:
             raise ValueError(
@@ -457,8 +484,15 @@ class PrefixCaptioner:
             raise ValueError(
                 f"{folder} is not a {_FORMAT} checkpoint (format={config.get('format')!r}); retrain it"
             )
-        self = cls(CaptionerConfig(**config["captioner"]), device=device)
-        self._build(int(config["input_dim"]), WordVocab(config["vocab"]) if self.scratch else None)
+        try:
+            cfg, dim = CaptionerConfig(**config["captioner"]), int(config["input_dim"])
+            vocab = WordVocab(config["vocab"]) if cfg.lm == SCRATCH else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{folder}/config.json is malformed ({type(e).__name__}: {e}); retrain or re-save it"
+            ) from e
+        self = cls(cfg, device=device)
+        self._build(dim, vocab)
         params = self._trainable()
         if set(params) != set(tensors):
             raise ValueError(
@@ -481,7 +515,7 @@ class RetrievalCaptioner:
     def fit(self, embeddings, captions: list[str], **_ignored):
         x = _as_tensor(embeddings, "embeddings")
         _check_captions(captions, x.shape[0])
-        self.bank, self.captions = nn.functional.normalize(x, dim=1), list(captions)
+        self.bank, self.captions = _unit(x), list(captions)
         return self
 
     def generate(self, embeddings, batch_size: int = 4096, **_ignored) -> list[str]:
@@ -492,7 +526,7 @@ class RetrievalCaptioner:
             raise ValueError(
                 f"embeddings have dim {q.shape[1]} but the caption bank has dim {self.bank.shape[1]}"
             )
-        q = nn.functional.normalize(q, dim=1)
+        q = _unit(q)
         best = torch.cat(
             [(q[i : i + batch_size] @ self.bank.T).argmax(1) for i in range(0, len(q), batch_size)]
         )
