@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -63,14 +64,38 @@ class CaptionerConfig:
     max_new_tokens: int = 30
 
     def __post_init__(self):
-        ints = ("prefix_len", "projector_hidden", "max_caption_tokens", "batch_size", "epochs")
-        for name in ints + ("scratch_width", "scratch_layers", "scratch_heads", "vocab_min_count"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"CaptionerConfig.{name}={getattr(self, name)} must be >= 1")
-        if self.beams < 1 or self.max_new_tokens < 1:
-            raise ValueError("CaptionerConfig.beams and max_new_tokens must be >= 1")
-        if self.noise_std < 0 or self.lr <= 0:
-            raise ValueError("CaptionerConfig.noise_std must be >= 0 and lr > 0")
+        # checked here, naming the field, so a bad value fails at construction, not deep in torch
+        counts = ("prefix_len", "projector_hidden", "max_caption_tokens", "batch_size", "epochs", "scratch_width",
+                  "scratch_layers", "scratch_heads", "vocab_min_count", "lora_r", "beams", "max_new_tokens")  # fmt: skip
+        for name in counts:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"CaptionerConfig.{name}={v!r} must be an int >= 1")
+        reals = {
+            "lr": (0, False),
+            "lora_alpha": (0, False),
+            "weight_decay": (0, True),
+            "noise_std": (0, True),
+        }
+        for name, (low, closed) in reals.items():
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < low or (v == low and not closed):
+                raise ValueError(
+                    f"CaptionerConfig.{name}={v!r} must be a finite number {'>=' if closed else '>'} {low}"
+                )
+        d = self.scratch_dropout
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
+            raise ValueError(f"CaptionerConfig.scratch_dropout={d!r} must be a number in [0, 1)")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, numbers.Integral)
+            or not 0 <= self.seed < 2**64
+        ):
+            raise ValueError(f"CaptionerConfig.seed={self.seed!r} must be an int in [0, 2**64)")
+        for name in ("lm", "prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"CaptionerConfig.{name}={getattr(self, name)!r} must be a string")
         if self.scratch_width % self.scratch_heads:
             raise ValueError(
                 f"CaptionerConfig.scratch_width={self.scratch_width} must be a multiple of "
