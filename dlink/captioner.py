@@ -190,10 +190,11 @@ def _as_tensor(emb, name: str) -> torch.Tensor:
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit L2 norm (all-zero rows stay zero). A float32 row whose entries reach
-    ~2e19 is finite but its sum of squares overflows (and below ~1e-19 it underflows to 0), so such
-    rows are divided by their largest entry first; ordinary rows are left bit-for-bit as they were."""
+    ~2e19 is finite but its sum of squares overflows, and a row of norm < 1e-12 meets normalize's
+    eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
+    first; ordinary rows (unit embeddings) are left bit-for-bit as they were."""
     peak = x.abs().amax(dim=-1, keepdim=True)
-    odd = ((peak > 1e18) | (peak < 1e-18)) & (peak > 0)
+    odd = ((peak > 1e18) | (peak < 1e-6)) & (peak > 0)
     return nn.functional.normalize(torch.where(odd, x / torch.where(odd, peak, 1.0), x), dim=-1)
 
 

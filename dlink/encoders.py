@@ -124,12 +124,13 @@ def _validate_texts(texts: Sequence) -> list[str]:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows (last axis) scaled to unit L2 norm, float32; all-zero rows stay zero.
 
-    Entries beyond ~2e19 overflow the float32 sum of squares (and below ~1e-19 underflow it), so
-    such rows are divided by their largest entry first; ordinary rows are computed as before.
+    Entries beyond ~2e19 overflow the float32 sum of squares and a norm below 1e-12 meets the
+    eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
+    first; ordinary rows are computed as before.
     """
     x = np.asarray(x, dtype=np.float32)
     peak = np.abs(x).max(axis=-1, keepdims=True) if x.size else np.ones(x.shape[:-1] + (1,), np.float32)
-    odd = ((peak > 1e18) | (peak < 1e-18)) & (peak > 0)
+    odd = ((peak > 1e18) | (peak < 1e-6)) & (peak > 0)
     if odd.any():
         x = np.where(odd, x / np.where(odd, peak, 1), x).astype(np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

@@ -317,3 +317,67 @@ def test_output_names(tmp_path):
     with pytest.raises(ValueError, match="stem must be"):
         save_figure(Figure(), None)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------- seeded fuzzing (hypothesis is not a dependency)
+def _random_array(rng):
+    shape = tuple(int(n) for n in rng.integers(0, 5, size=rng.integers(0, 4)))
+    dtype = rng.choice(["float16", "float32", "float64", "int8", "int64", "bool", "complex64"])
+    x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-40, 40)
+    if x.size and rng.random() < 0.3:
+        x.flat[rng.integers(x.size)] = rng.choice([np.nan, np.inf, -np.inf, 0.0])
+    with np.errstate(all="ignore"):
+        return x.astype(dtype)
+
+
+def test_fuzzed_embeddings_give_a_clear_error_or_a_finite_result(cap):
+    """Random shapes, dtypes and magnitudes: a ValueError with a message, or one caption per row."""
+    rng = np.random.default_rng(13)
+    retrieval = RetrievalCaptioner().fit(X, CAPS)
+    for _ in range(60):
+        x = _random_array(rng)
+        if x.ndim == 2 and x.shape[1] == 8 and rng.random() < 0.5:
+            x = x[:, :8]
+        for model in (cap, retrieval):
+            try:
+                out = model.generate(x, progress=False)
+            except ValueError as e:
+                assert "embeddings" in str(e)
+            else:
+                assert (
+                    isinstance(out, list) and len(out) == x.shape[0] and all(isinstance(s, str) for s in out)
+                )
+
+
+def test_fuzzed_unit_rows_are_unit_or_zero():
+    from dlink.encoders import l2_normalize
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        x = (rng.standard_normal((3, 6)) * 10.0 ** rng.uniform(-44, 38, size=(3, 1))).astype(np.float32)
+        x[rng.random(3) < 0.2] = 0
+        u = l2_normalize(x)
+        norms = np.linalg.norm(u.astype(np.float64), axis=1)
+        assert np.isfinite(u).all()
+        assert np.allclose(norms[x.any(1)], 1, atol=1e-5) and not u[~x.any(1)].any()
+
+
+def test_fuzzed_audio_files_give_a_clear_error_or_a_finite_waveform(tmp_path):
+    rng = np.random.default_rng(7)
+    for i in range(25):
+        f = tmp_path / f"{i}.wav"
+        sr = int(rng.choice([8000, 16000, 22050, 44100, 48000]))
+        x = rng.standard_normal((int(rng.integers(0, sr)), int(rng.integers(1, 4)))) * 10.0 ** rng.uniform(
+            -8, 1
+        )
+        if x.size and rng.random() < 0.3:
+            x.flat[rng.integers(x.size)] = np.nan
+        sf.write(f, x.astype(np.float32), sr, subtype=str(rng.choice(["PCM_16", "FLOAT"])))
+        if rng.random() < 0.3:
+            f.write_bytes(f.read_bytes()[: int(rng.integers(0, 200))])
+        try:
+            y = data.load_audio(f)
+        except ValueError as e:
+            assert f.name in str(e)
+        else:
+            assert y.ndim == 1 and y.dtype == np.float32 and np.isfinite(y).all() and len(y) >= 3200
