@@ -21,7 +21,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from ._io import atomic_write_text, read_json, write_json
+from ._io import _replace_folder, atomic_write_text, read_json, write_json
 from .sounds import LABELS, Clip, scan_sources, scene_captions
 
 SAMPLE_RATE = 32000
@@ -369,18 +368,10 @@ def _build_lock(folder: Path):
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
-    """Rename the finished build `tmp` to `folder`; an old build there is moved aside, then removed."""
-    if folder.exists():
-        _check_replaceable(folder)
-        old = folder.with_name(f".{folder.name}.old")
-        if old.exists():
-            _check_replaceable(old)
-            shutil.rmtree(old)
-        os.rename(folder, old)
-        os.rename(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, folder)
+    """Put the finished build `tmp` at `folder` (atomically where the OS can swap two folders); an
+    old build there is removed, and only after checking once more that it is one."""
+    _check_replaceable(folder)
+    _replace_folder(tmp, folder)
 
 
 def build_embedded_dataset(
