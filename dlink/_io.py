@@ -94,6 +94,9 @@ def save_checkpoint(folder: str | os.PathLike, config: dict, tensors: dict) -> P
                 "materialise the model (e.g. .to_empty(device='cpu') and load weights) before saving"
             )
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    given = folder
+    if folder.is_symlink():
+        folder = folder.resolve()  # swap the folder it points to, not the link
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
@@ -107,7 +110,7 @@ def save_checkpoint(folder: str | os.PathLike, config: dict, tensors: dict) -> P
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
-    return folder
+    return given
 
 
 def _replace_folder(new: Path, folder: Path) -> None:

@@ -92,3 +92,11 @@ def test_path_under(tmp_path):
     for bad in ("../x", "../../../x", "a/../../x", ".", ""):
         with pytest.raises(ValueError, match="stem"):
             _io.path_under(tmp_path, bad, "stem")
+
+
+def test_save_through_a_symlinked_folder_keeps_the_link(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    _save(real, 1.0)
+    link.symlink_to(real)
+    assert _save(link, 2.0) == link
+    assert link.is_symlink() and load_checkpoint(link)[0] == {"version": 2.0}
