@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -63,14 +64,38 @@ class CaptionerConfig:
     max_new_tokens: int = 30
 
     def __post_init__(self):
-        ints = ("prefix_len", "projector_hidden", "max_caption_tokens", "batch_size", "epochs")
-        for name in ints + ("scratch_width", "scratch_layers", "scratch_heads", "vocab_min_count"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"CaptionerConfig.{name}={getattr(self, name)} must be >= 1")
-        if self.beams < 1 or self.max_new_tokens < 1:
-            raise ValueError("CaptionerConfig.beams and max_new_tokens must be >= 1")
-        if self.noise_std < 0 or self.lr <= 0:
-            raise ValueError("CaptionerConfig.noise_std must be >= 0 and lr > 0")
+        # checked here, naming the field, so a bad value fails at construction, not deep in torch
+        counts = ("prefix_len", "projector_hidden", "max_caption_tokens", "batch_size", "epochs", "scratch_width",
+                  "scratch_layers", "scratch_heads", "vocab_min_count", "lora_r", "beams", "max_new_tokens")  # fmt: skip
+        for name in counts:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"CaptionerConfig.{name}={v!r} must be an int >= 1")
+        reals = {
+            "lr": (0, False),
+            "lora_alpha": (0, False),
+            "weight_decay": (0, True),
+            "noise_std": (0, True),
+        }
+        for name, (low, closed) in reals.items():
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < low or (v == low and not closed):
+                raise ValueError(
+                    f"CaptionerConfig.{name}={v!r} must be a finite number {'>=' if closed else '>'} {low}"
+                )
+        d = self.scratch_dropout
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
+            raise ValueError(f"CaptionerConfig.scratch_dropout={d!r} must be a number in [0, 1)")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, numbers.Integral)
+            or not 0 <= self.seed < 2**64
+        ):
+            raise ValueError(f"CaptionerConfig.seed={self.seed!r} must be an int in [0, 2**64)")
+        for name in ("lm", "prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"CaptionerConfig.{name}={getattr(self, name)!r} must be a string")
         if self.scratch_width % self.scratch_heads:
             raise ValueError(
                 f"CaptionerConfig.scratch_width={self.scratch_width} must be a multiple of "
@@ -147,12 +172,39 @@ class _Projector(nn.Module):
 
 
 def _as_tensor(emb, name: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(emb), dtype=torch.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
+    if isinstance(emb, torch.Tensor):
+        emb = emb.detach().cpu().numpy()
+    try:
+        arr = np.asarray(emb)
+    except ValueError as e:  # ragged rows
+        raise ValueError(f"{name} must be a numeric (N, D) array; {e}") from e
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a numeric (N, D) array; got dtype {arr.dtype}")
+    x = torch.as_tensor(arr, dtype=torch.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values")
+        raise ValueError(f"{name} holds NaN or inf values (or values beyond float32's range)")
     return x
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero). A float32 row whose entries reach
+    ~2e19 is finite but its sum of squares overflows, and a row of norm < 1e-12 meets normalize's
+    eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
+    first; ordinary rows (unit embeddings) are left bit-for-bit as they were."""
+    peak = x.abs().amax(dim=-1, keepdim=True)
+    odd = ((peak > 1e18) | (peak < 1e-6)) & (peak > 0)
+    return nn.functional.normalize(torch.where(odd, x / torch.where(odd, peak, 1.0), x), dim=-1)
+
+
+def _positive_int(value, name: str, default: int) -> int:
+    """A caller's optional count (None -> default); ValueError unless it is an int >= 1."""
+    if value is None:
+        return int(default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None (default {default}); got {value!r}")
+    return int(value)
 
 
 def _check_captions(captions, n: int, name: str = "captions") -> None:
@@ -242,10 +294,10 @@ class PrefixCaptioner:
     # ---- building blocks -------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, noise_gen: torch.Generator | None = None) -> torch.Tensor:
         if self.config.normalize:
-            x = nn.functional.normalize(x, dim=-1)
+            x = _unit(x)
         if noise_gen is not None and self.config.noise_std > 0:
             x = x + self.config.noise_std * torch.randn(x.shape, generator=noise_gen)
-            x = nn.functional.normalize(x, dim=-1)
+            x = _unit(x)
         return x
 
     def _context(self, x: torch.Tensor) -> torch.Tensor:
@@ -385,8 +437,9 @@ class PrefixCaptioner:
         from tqdm.auto import tqdm
 
         self._require_trained()
-        beams = int(beams or self.config.beams)
-        max_new = int(max_new_tokens or self.config.max_new_tokens)
+        beams = _positive_int(beams, "beams", self.config.beams)
+        max_new = _positive_int(max_new_tokens, "max_new_tokens", self.config.max_new_tokens)
+        batch_size = _positive_int(batch_size, "batch_size", 64)
         x = _as_tensor(embeddings, "embeddings")
         if x.shape[1] != self.input_dim:
             raise ValueError(
@@ -457,8 +510,15 @@ class PrefixCaptioner:
             raise ValueError(
                 f"{folder} is not a {_FORMAT} checkpoint (format={config.get('format')!r}); retrain it"
             )
-        self = cls(CaptionerConfig(**config["captioner"]), device=device)
-        self._build(int(config["input_dim"]), WordVocab(config["vocab"]) if self.scratch else None)
+        try:
+            cfg, dim = CaptionerConfig(**config["captioner"]), int(config["input_dim"])
+            vocab = WordVocab(config["vocab"]) if cfg.lm == SCRATCH else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{folder}/config.json is malformed ({type(e).__name__}: {e}); retrain or re-save it"
+            ) from e
+        self = cls(cfg, device=device)
+        self._build(dim, vocab)
         params = self._trainable()
         if set(params) != set(tensors):
             raise ValueError(
@@ -481,7 +541,7 @@ class RetrievalCaptioner:
     def fit(self, embeddings, captions: list[str], **_ignored):
         x = _as_tensor(embeddings, "embeddings")
         _check_captions(captions, x.shape[0])
-        self.bank, self.captions = nn.functional.normalize(x, dim=1), list(captions)
+        self.bank, self.captions = _unit(x), list(captions)
         return self
 
     def generate(self, embeddings, batch_size: int = 4096, **_ignored) -> list[str]:
@@ -492,7 +552,7 @@ class RetrievalCaptioner:
             raise ValueError(
                 f"embeddings have dim {q.shape[1]} but the caption bank has dim {self.bank.shape[1]}"
             )
-        q = nn.functional.normalize(q, dim=1)
+        q = _unit(q)
         best = torch.cat(
             [(q[i : i + batch_size] @ self.bank.T).argmax(1) for i in range(0, len(q), batch_size)]
         )

@@ -16,6 +16,7 @@ path) and `captions` (list[str]); the embedded one adds `duration`, `composition
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from ._io import atomic_write_text, read_json, write_json
+from ._io import _replace_folder, atomic_write_text, read_json, write_json
 from .sounds import LABELS, Clip, scan_sources, scene_captions
 
 SAMPLE_RATE = 32000
@@ -328,6 +329,62 @@ def _code_hash() -> str:
     ]
 
 
+_MARKER = ".dlink-embedded-dataset"  # written first into every build: proof the builder made the folder
+_BUILT = {_MARKER, "build.json", "audio", *(f"{s}.csv" for s in SPLITS)}
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Raise FileExistsError unless `folder` is absent, empty, or a build of ours and nothing else."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; the dataset build will not replace it")
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        return
+    ours = _MARKER in names or _is_build_json(folder / "build.json")
+    audio = folder / "audio"
+    foreign = sorted(names - _BUILT)
+    if audio.is_dir():
+        foreign += [f"audio/{p.name}" for p in audio.iterdir() if p.suffix != ".wav" or not p.is_file()]
+    if not ours or foreign:
+        why = f"it holds files the builder did not write: {foreign[:5]}" if ours else f"it has no {_MARKER}"
+        raise FileExistsError(
+            f"refusing to replace {folder}: {why}, so it was not made by build_embedded_dataset and "
+            f"its contents would be lost. Pass an empty or new folder as root=, or move the files away."
+        )
+
+
+def _is_build_json(path: Path) -> bool:
+    """A build.json written by this builder (builds made before the marker file existed)."""
+    try:
+        info = read_json(path)
+    except (FileNotFoundError, ValueError):
+        return False
+    return isinstance(info, dict) and {"version", "code", "counts", "sha256"} <= set(info)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Hold an exclusive lock on <parent>/.<name>.lock (waits for another build of the same folder)."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed, also if the process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    """Put the finished build `tmp` at `folder` (atomically where the OS can swap two folders); an
+    old build there is removed, and only after checking once more that it is one."""
+    _check_replaceable(folder)
+    _replace_folder(tmp, folder)
+
+
 def build_embedded_dataset(
     size: str = "default", seed: int = 0, force: bool = False, root=None, workers: int = 2
 ) -> Path:
@@ -339,12 +396,31 @@ def build_embedded_dataset(
     byte-identical manifests and audio. A complete build is reused unless force=True; a new
     build is written to a temporary folder and renamed into place, so a crash never leaves a
     half build where a complete one is expected.
-    """
-    from tqdm.auto import tqdm
 
+    Safety: an existing folder is replaced only if this builder made it (it holds the marker file
+    .dlink-embedded-dataset, or an older build's build.json) and it holds nothing else than what
+    a build writes; otherwise FileExistsError, and nothing is touched. Builds of one folder are
+    serialised by a lock file beside it (.<name>.lock): a second caller waits, then reuses the
+    first one's build. The folder returned is always a complete build (RuntimeError otherwise).
+    """
     folder = _dataset_dir(size, seed, root)
     if not force and _is_complete(folder):
         return folder
+    target = folder.resolve()  # root="." has no name to put a sibling beside
+    _check_replaceable(target)  # before the minutes of work, and again before the swap
+    with _build_lock(target):
+        if not force and _is_complete(target):
+            return folder  # another process finished this build while we waited for the lock
+        _check_replaceable(target)
+        _build(size, seed, target, workers)
+    if not _is_complete(target):
+        raise RuntimeError(f"the build in {folder} is incomplete after writing it; rerun with force=True")
+    return folder
+
+
+def _build(size: str, seed: int, folder: Path, workers: int) -> None:
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     clips, seen = [], {}
@@ -366,8 +442,14 @@ def build_embedded_dataset(
     split_of = _assign_splits(clips, rng)
     counts = dict(zip(SPLITS, SIZES[size], strict=True))
     tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "audio").mkdir(parents=True)
+    if tmp.exists():  # left by a crashed build (we hold the lock, so no build is using it)
+        _check_replaceable(tmp)
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / _MARKER).write_text(
+        "written by dlink.data.build_embedded_dataset, which may replace this folder\n"
+    )
+    (tmp / "audio").mkdir()
     scenes, manifests = [], {}
     for split in SPLITS:
         pool: dict[str, list[str]] = {}
@@ -415,10 +497,7 @@ def build_embedded_dataset(
             "seconds": round(time.perf_counter() - t0, 1),
         },
     )
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
+    _swap_into_place(tmp, folder)
 
 
 # ------------------------------------------------------------------ loaders

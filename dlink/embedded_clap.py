@@ -370,9 +370,12 @@ class EmbeddedClap(Encoder):
         meta, tensors = load_checkpoint(folder)
         if "config" not in meta:
             raise ValueError(f"{folder}/config.json is not an embedded-CLAP checkpoint (no 'config' key)")
-        cfg = EmbeddedClapConfig(**meta["config"])
-        m = _heads(cfg)
-        m.load_state_dict(tensors)
+        try:
+            cfg = EmbeddedClapConfig(**meta["config"])
+            m = _heads(cfg)
+            m.load_state_dict(tensors)
+        except (TypeError, ValueError, RuntimeError) as e:  # bad config keys, shapes or tensor names
+            raise ValueError(f"{folder} does not hold a consistent embedded-CLAP checkpoint: {e}") from e
         fp = f"embedded|{file_sha256(folder / 'model.safetensors')}|{tower_fingerprint(cfg.audio_tower)}"
         return cls(m.eval(), cfg, fp)
 

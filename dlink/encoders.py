@@ -122,7 +122,17 @@ def _validate_texts(texts: Sequence) -> list[str]:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows (last axis) scaled to unit L2 norm, float32; all-zero rows stay zero.
+
+    Entries beyond ~2e19 overflow the float32 sum of squares and a norm below 1e-12 meets the
+    eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
+    first; ordinary rows are computed as before.
+    """
     x = np.asarray(x, dtype=np.float32)
+    peak = np.abs(x).max(axis=-1, keepdims=True) if x.size else np.ones(x.shape[:-1] + (1,), np.float32)
+    odd = ((peak > 1e18) | (peak < 1e-6)) & (peak > 0)
+    if odd.any():
+        x = np.where(odd, x / np.where(odd, peak, 1), x).astype(np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -204,6 +214,9 @@ def load_encoder(
     - ``"laion-clap"``: `checkpoint` = a LAION-CLAP `.pt`/`.ckpt`/`.safetensors` file; extra kwargs
       (`amodel`, `tmodel`, `tokenizer`, `download`) go to `dlink.laion.LaionClap`.
     """
+    from dlink.profiles import resolve_device
+
+    device = resolve_device(device)  # "gpu0" fails here, naming the argument, not deep in torch
     if name == "embedded":
         from dlink.embedded_clap import EmbeddedClap
 

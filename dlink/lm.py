@@ -25,12 +25,11 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else is returned unchanged."""
-    if device in (None, "auto"):
-        import torch
+    """'auto' (or None) -> 'cuda' when a GPU is visible, else 'cpu'; an explicit device is checked
+    (ValueError for a name torch does not know, such as 'gpu0', or a GPU that is not there)."""
+    from .profiles import resolve_device as _checked
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    return _checked("auto" if device is None else str(device))
 
 
 def _gguf_path() -> Path:

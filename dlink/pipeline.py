@@ -18,8 +18,9 @@ What a run does:
   notebooks that declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
 - resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
   of the notebook's cell sources, its parameters, the profile and the hashes of every earlier
-  notebook's done marker, plus the files it wrote under figures/ and results/. A notebook whose
-  key is unchanged and whose files all still exist is skipped; rerunning an earlier notebook
+  notebook's done marker, plus the files it wrote under figures/ and results/ with their sha256.
+  A notebook whose key is unchanged and whose files still hold what it (or a later step) wrote
+  is skipped (a deleted, truncated or edited output reruns it); rerunning an earlier notebook
   changes its marker and so reruns everything after it. --force reruns regardless.
   The key also holds the profile's fields and a hash of the dlink package's source, so a
   changed profile or code reruns the notebooks (cached bridges and captioners are keyed by
@@ -246,6 +247,32 @@ def _file_hash(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
+def _changed_outputs(recorded, run_dir: Path) -> list[str]:
+    """Recorded output files that are missing or whose content no finished step wrote.
+
+    A file counts as intact when its sha256 is the one this step recorded or one that another
+    step's marker recorded (two notebooks may write the same file; the later one's content is
+    then current). A marker that predates the hashes lists names only: all count as changed.
+    """
+    if not isinstance(recorded, dict):
+        return [str(f) for f in recorded or []] or ["(marker without content hashes)"]
+    known: dict[str, set] = {}
+    for m in (run_dir / ".done").glob("*.json"):
+        try:
+            outs = read_json(m).get("outputs")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(outs, dict):
+            for f, h in outs.items():
+                known.setdefault(f, set()).add(h)
+    changed = []
+    for f, h in recorded.items():
+        now = _file_hash(Path(f))
+        if now is None or (now != h and now not in known.get(f, ())):
+            changed.append(f)
+    return changed
+
+
 def _step_key(nb: Path, params: dict, profile: str, upstream: list[Path], run_dir: Path) -> str:
     payload = {
         "notebook": _source_hash(nb),
@@ -361,13 +388,16 @@ def _run_step(nb, notebooks, nb_params, profile, run_dir, force, progress, watch
     marker, out = _marker_path(run_dir, nb), run_dir / nb.name
     if not force and marker.is_file() and out.is_file():
         done = read_json(marker)
-        gone = [f for f in done.get("outputs", []) if not Path(f).is_file()]
+        gone = _changed_outputs(done.get("outputs"), run_dir)
         if done.get("key") == key and not gone:
             log(f"[pipeline] {nb.stem}: up to date, skipped (--force reruns it)")
             result.steps.append(StepResult(nb.stem, "skipped", 0.0, out))
             return
         if done.get("key") == key:
-            log(f"[pipeline] {nb.stem}: {len(gone)} of its output files are gone (e.g. {gone[0]}); rerunning")
+            log(
+                f"[pipeline] {nb.stem}: {len(gone)} of its output files are gone or changed since it ran "
+                f"(e.g. {gone[0]}); rerunning"
+            )
     missing = [u.stem for u in upstream if not _marker_path(run_dir, u).is_file()]
     if missing:
         log(
@@ -385,7 +415,8 @@ def _run_step(nb, notebooks, nb_params, profile, run_dir, force, progress, watch
         result.steps.append(StepResult(nb.stem, "FAILED", time.perf_counter() - t0, None))
         raise
     done_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    outputs = sorted(str(p) for p, st in _snapshot(watch).items() if before.get(p) != st)
+    # content hashes, not names: a truncated or hand-edited result must not count as up to date
+    outputs = {str(p): _file_hash(p) for p, st in sorted(_snapshot(watch).items()) if before.get(p) != st}
     write_json(marker, {"notebook": nb.name, "key": key, "profile": profile, "parameters": nb_params,
                         "seconds": round(seconds, 2), "completed_at": done_at, "outputs": outputs})  # fmt: skip
     log(f"[pipeline] {nb.stem}: done in {_fmt_time(seconds)} -> {out}")

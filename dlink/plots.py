@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dlink import paths
-from dlink._io import atomic_write_bytes
+from dlink._io import atomic_write_bytes, path_under
 from dlink.gap import _as_embeddings, _unit
 
 _COLORS = {"text": "#1f77b4", "audio": "#9a9a9a", "bridged": "#d62728"}
@@ -77,9 +77,31 @@ def _umap_2d(
         return reducer.fit_transform(x).astype(np.float64)
 
 
-def _out_stem(out_stem) -> Path:
-    stem = Path(out_stem)
-    return stem if stem.is_absolute() else paths.FIGURES / stem
+def _out_stem(out_stem, arg: str = "out_stem") -> Path:
+    return path_under(paths.FIGURES, out_stem, arg)
+
+
+def save_figure(
+    fig, stem: str | os.PathLike, formats=("png", "pdf"), dpi: int = 200, **savefig_kw
+) -> list[Path]:
+    """Write a matplotlib figure as <stem>.<ext> for each format, atomically; return the paths.
+
+    stem: relative stems go under dlink.paths.FIGURES (they may not climb out of it), absolute ones
+    are used as is. Each file is rendered in memory and renamed into place, so a reader or a killed
+    run never sees half a figure; PDFs carry no creation date, so reruns give identical bytes.
+    """
+    out = _out_stem(stem, "stem")
+    if isinstance(formats, str) or not formats or not all(isinstance(f, str) and f for f in formats):
+        raise ValueError(f"formats must be a list of extensions such as ('png', 'pdf'); got {formats!r}")
+    written = []
+    for ext in formats:
+        kw = {"dpi": dpi, **savefig_kw}
+        if ext == "pdf":
+            kw.setdefault("metadata", {"CreationDate": None})
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, **kw)
+        written.append(atomic_write_bytes(out.parent / f"{out.name}.{ext}", buf.getvalue()))
+    return written
 
 
 def plot_embedding_map(
@@ -116,6 +138,7 @@ def plot_embedding_map(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    stem = _out_stem(out_stem)  # a bad stem fails before the UMAP, not after
     audio = _check(audio, "audio")
     text = _check(text, "text", audio.shape)
     if not isinstance(bridged, Mapping):
@@ -211,7 +234,6 @@ def plot_embedding_map(
         handles = [handles[0], handles[1], Line2D([], [], color="black", lw=0.8, label="pair: audio → text")]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
 
-    stem = _out_stem(out_stem)
     written = []
     for ext, extra in (("png", {"dpi": 200}), ("pdf", {"dpi": 300, "metadata": {"CreationDate": None}})):
         buf = io.BytesIO()

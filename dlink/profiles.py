@@ -221,18 +221,21 @@ def get_profile(profile: str | Profile | None = None) -> Profile:
     return PROFILES[profile]
 
 
+_SEED_LIMIT = 2**32  # numpy's legacy seeding and some samplers take 32-bit seeds only
+
+
 def _check_seeds(seeds: Any, n_seeds: int, errors: list[str]) -> tuple[int, ...]:
     if seeds is None:
         return tuple(range(n_seeds))
     ok = (
         isinstance(seeds, (list, tuple))
         and len(seeds) > 0
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < _SEED_LIMIT for s in seeds)
     )
     if not ok:
         errors.append(
-            f"seeds must be None (use the profile's {n_seeds}) or a non-empty list of ints >= 0, "
-            f"e.g. [0, 1, 2]; got {seeds!r}"
+            f"seeds must be None (use the profile's {n_seeds}) or a non-empty list of ints in "
+            f"[0, 2**32), e.g. [0, 1, 2]; got {seeds!r}"
         )
         return ()
     if len(set(seeds)) != len(seeds):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlink import paths
-from dlink._io import atomic_write_text
+from dlink._io import atomic_write_text, path_under
 from dlink.gap import GAP_DIRECTIONS
 
 __all__ = ["GAP_DIRECTIONS", "write_table"]
@@ -61,8 +61,7 @@ def _number(v) -> float | None:
 
 
 def _out_path(stem, suffix: str) -> Path:
-    stem = Path(stem)
-    base = stem if stem.is_absolute() else paths.RESULTS / stem
+    base = path_under(paths.RESULTS, stem, "stem")
     return base.parent / (base.name + suffix)  # not with_suffix: "k0.5" must stay whole
 
 
@@ -144,6 +143,7 @@ def write_table(
         raise ValueError(f"rows must be a DataFrame or a list of dicts; got {type(rows).__name__}")
     if df.empty:
         raise ValueError("rows is empty: nothing to tabulate")
+    _out_path(stem, ".csv")  # a bad stem fails now, not after the work
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in by if c not in df.columns]
     if missing:

@@ -133,6 +133,26 @@ def test_bad_inputs(scratch, x):
     # an LM that cannot be loaded offline: tests/test_lm.py::test_unknown_name_offline_gives_clear_error
 
 
+def test_generate_checks_beams_and_lengths(scratch, x):
+    for kw in ({"beams": -1}, {"beams": 0}, {"beams": 1.5}, {"max_new_tokens": 0}, {"batch_size": 0}):
+        name = next(iter(kw))
+        with pytest.raises(ValueError, match=f"{name} must be an int >= 1"):
+            scratch.generate(x, progress=False, **kw)
+    with pytest.raises(ValueError, match="device must be .*'gpu0'"):
+        PrefixCaptioner(CaptionerConfig(**SCRATCH), device="gpu0")
+
+
+def test_huge_and_tiny_rows_caption_like_unit_rows(scratch, x):
+    """Rows of norm >= 2e19 are finite in float32 but overflow a plain norm: all became zero and
+    got one caption."""
+    want = scratch.generate(x, progress=False)
+    assert len(set(want)) == 4
+    for scale in (1e20, 1e-25):
+        assert scratch.generate(x * np.float32(scale), progress=False) == want
+    r = RetrievalCaptioner().fit(x * np.float32(1e20), CAPTIONS)
+    assert r.generate(x * np.float32(3e30)) == CAPTIONS
+
+
 def test_clean_caption():
     assert clean_caption("  a dog   barks\nand more") == "A dog barks"
     assert clean_caption("") == ""

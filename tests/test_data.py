@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import threading
 
 import numpy as np
 import pytest
@@ -213,3 +214,46 @@ def test_missing_source_package_names_install_command(monkeypatch, tmp_path):
     monkeypatch.setattr(sounds, "SOURCE_INFO", info)
     with pytest.raises(FileNotFoundError, match="apt-get install wordwarvi-sound"):
         sounds.scan_sources()
+
+
+def test_build_refuses_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    with pytest.raises(
+        FileExistsError, match="refusing to replace .*mine: it has no .dlink-embedded-dataset"
+    ):
+        data.build_embedded_dataset("smoke", root=mine, workers=1)
+    monkeypatch.chdir(mine)  # root="." would have wiped the working directory
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        data.build_embedded_dataset("smoke", root=".", force=True, workers=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    assert (mine / "thesis.txt").read_text() == "years of work"
+
+
+def test_concurrent_builds_wait_for_each_other_and_both_get_a_complete_build(tmp_path, monkeypatch):
+    root, rendered, results, errors = tmp_path / "ds", [], [], []
+    real = data._render_write
+    monkeypatch.setattr(data, "_render_write", lambda job: (rendered.append(job[1]), real(job)))
+
+    def build():
+        try:
+            results.append(data.build_embedded_dataset("smoke", root=root, workers=1))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == [root, root]
+    assert data._is_complete(root)
+    assert len(rendered) == sum(data.SIZES["smoke"])  # built once: the second caller reused it
+    assert (root / ".dlink-embedded-dataset").is_file()
+    # its own build is replaced on force=True, but not once a user has put a file inside it
+    (root / "audio" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"audio/notes\.txt"):
+        data.build_embedded_dataset("smoke", root=root, force=True, workers=1)
+    assert (root / "audio" / "notes.txt").is_file()

@@ -122,3 +122,16 @@ def test_load_encoder_errors():
         encoders.load_encoder("clip")
     with pytest.raises(ValueError, match="train_embedded_clap"):
         encoders.load_encoder("embedded")
+
+
+def test_l2_normalize_survives_huge_and_tiny_rows():
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    unit = encoders.l2_normalize(x)
+    for scale in (1e20, 3e37, 1e-25):  # finite float32 rows whose sum of squares over/underflows
+        np.testing.assert_allclose(encoders.l2_normalize(x * np.float32(scale)), unit, atol=1e-6)
+    assert not encoders.l2_normalize(np.zeros((2, 8))).any()  # zero rows stay zero, no NaN
+
+
+def test_load_encoder_checks_the_device():
+    with pytest.raises(ValueError, match="device must be .*'gpu0'"):
+        encoders.load_encoder("embedded", checkpoint="anything", device="gpu0")

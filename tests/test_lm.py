@@ -26,7 +26,11 @@ def test_tiny_random_is_seeded_and_has_real_tokenizer():
 
 def test_resolve_device():
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
     assert resolve_device("cpu") == "cpu"
+    for bad in ("gpu0", "cuda:x", "", "CPU"):
+        with pytest.raises(ValueError, match="device"):
+            resolve_device(bad)
 
 
 def test_unknown_name_offline_gives_clear_error():

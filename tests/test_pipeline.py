@@ -106,6 +106,18 @@ def test_runs_in_order_resumes_and_forces(project):
     assert all(p.read_bytes() == b for p, b in sources.items())  # sources never touched
 
 
+def test_a_truncated_output_is_not_up_to_date(project):
+    nbs, out, sources, kw = project
+    params = {"out_dir": str(out), "scale": 7}
+    run_pipeline(profile="smoke", only=["01", "02"], params=params, **kw)
+    f = out / "02_bridge.txt"
+    f.write_text(f.read_text()[:2])  # still there, but not what the notebook wrote
+    res = run_pipeline(profile="smoke", only=["01", "02"], params=params, **kw)
+    # 01 also wrote order.log, which 02 appended to since: 02's recorded hash vouches for it
+    assert [s.status for s in res.steps] == ["skipped", "ran"]
+    assert f.read_text().startswith("7 smoke")
+
+
 def test_failure_names_notebook_and_cell(project):
     nbs, out, sources, kw = project
     bad = _nb(nbs / "02_bridge.ipynb", ["x = 1", "raise ValueError('bridge exploded')", "y = 2"])

@@ -64,3 +64,38 @@ def test_bad_input_raises(tmp_path, sets, change, match):
     kwargs = {"text": text, "audio": audio, "bridged": bridged, "out_stem": tmp_path / "x"} | change
     with pytest.raises(ValueError, match=match):
         plot_embedding_map(**kwargs)
+
+
+def test_save_figure_writes_each_format_atomically_and_stays_in_figures(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from dlink import paths
+    from dlink.plots import save_figure
+
+    monkeypatch.setattr(paths, "FIGURES", tmp_path / "figs")
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    png, pdf = save_figure(fig, "losses")
+    assert (png, pdf) == (tmp_path / "figs" / "losses.png", tmp_path / "figs" / "losses.pdf")
+    assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
+    assert save_figure(fig, "losses")[1].read_bytes() == pdf.read_bytes()  # no creation date inside
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "losses.pdf",
+        "losses.png",
+    ]  # no temp files
+    for bad in ("../losses", "a/../../losses"):
+        with pytest.raises(ValueError, match="stem"):
+            save_figure(fig, bad)
+    with pytest.raises(ValueError, match="formats"):
+        save_figure(fig, "x", formats="png")
+    assert not (tmp_path / "losses.png").exists()
+
+
+def test_out_stem_may_not_leave_figures(tmp_path, sets, monkeypatch):
+    from dlink import paths
+
+    monkeypatch.setattr(paths, "FIGURES", tmp_path / "figs")
+    text, audio, bridged = sets
+    with pytest.raises(ValueError, match="out_stem"):
+        plot_embedding_map(text, audio, bridged, "../escaped", n_epochs=10, progress=False)
+    assert not list(tmp_path.rglob("*.png"))

@@ -115,6 +115,16 @@ def test_resolve_device():
         resolve_device("")
 
 
+@pytest.mark.parametrize("seeds", [[2**70], [0, 2**32], [-1]])
+def test_seeds_beyond_32_bits_are_refused(seeds):
+    with pytest.raises(ValueError, match=r"seeds must be .* \[0, 2\*\*32\)"):
+        resolve_params(profile="smoke", seeds=seeds)
+
+
+def test_largest_32_bit_seed_is_accepted():
+    assert resolve_params(profile="smoke", seeds=[2**32 - 1]).seeds == (2**32 - 1,)
+
+
 def test_profile_is_a_dataclass_with_documented_fields():
     names = {f.name for f in dataclasses.fields(Profile)}
     assert {

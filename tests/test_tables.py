@@ -103,3 +103,14 @@ def test_bad_input_raises(tmp_path, kwargs, match):
     kwargs = {"rows": _rows(), "stem": tmp_path / "x"} | kwargs
     with pytest.raises(ValueError, match=match):
         write_table(**kwargs)
+
+
+@pytest.mark.parametrize("stem", ["../../../x", "../x", "sub/../../x", ".", ""])
+def test_relative_stem_may_not_leave_results(tmp_path, monkeypatch, stem):
+    from dlink import paths
+
+    results = tmp_path / "a" / "b" / "results"
+    monkeypatch.setattr(paths, "RESULTS", results)
+    with pytest.raises(ValueError, match="stem"):
+        write_table(_rows(), stem)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written anywhere
