@@ -9,6 +9,8 @@
 #
 # Options are those of `python -m dlink.pipeline --help`.
 set -euo pipefail
+# relative paths in -p values are the user's: dlink.pipeline resolves them against this folder
+export DLINK_USER_CWD="$PWD"
 cd "$(dirname "$0")"
 
 scripts/bootstrap.sh
