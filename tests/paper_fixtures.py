@@ -90,7 +90,7 @@ def _tone(path: Path, seconds: float, sr: int, freq: float) -> None:
     sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
 
 
-def make_audiocaps(root: Path, layout: str = "v1", counts=(8, 3, 4), seconds: float = 1.0) -> Path:
+def make_audiocaps(root: Path, layout: str = "v1", counts=(16, 10, 12), seconds: float = 1.0) -> Path:
     """AudioCaps as aac-datasets 0.7.0 lays it out under `root`.
 
     layout "v1": AUDIOCAPS/csv_files_v1/{train,val,test}.csv; "v2": AUDIOCAPS/csv_files_v2/*.csv
@@ -118,7 +118,7 @@ def make_audiocaps(root: Path, layout: str = "v1", counts=(8, 3, 4), seconds: fl
     return root
 
 
-def make_clotho(root: Path, counts=(8, 3, 4), seconds: float = 1.0) -> Path:
+def make_clotho(root: Path, counts=(16, 10, 12), seconds: float = 1.0) -> Path:
     """Clotho v2.1 as aac-datasets lays it out: CLOTHO_v2.1/clotho_csv_files/clotho_captions_<subset>.csv
     (file_name, caption_1..caption_5) and CLOTHO_v2.1/clotho_audio_files/<subset>/<file_name>."""
     rng = np.random.default_rng(1)
