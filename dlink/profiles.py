@@ -314,7 +314,7 @@ def _laion_amodels() -> list[str] | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "clap_module" / "model_configs"
-    return sorted(f.stem for f in folder.glob("*.json")) or None
+    return sorted(f.stem for f in folder.glob("*.json") if f.stem.startswith(("HTSAT", "PANN"))) or None
 
 
 def _check_tokenizer_folder(folder: Path) -> str | None:
