@@ -35,9 +35,7 @@ def test_audiocaps_bad_csvs_name_the_file(tmp_path):
     F.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
     csv = tmp_path / "AUDIOCAPS" / "csv_files_v1" / "val.csv"
     lines = csv.read_text().splitlines()
-    lines[3] = (
-        lines[3].replace(",40,", ",forty,") if ",40," in lines[3] else lines[3].rsplit(",", 2)[0] + ",x,cap"
-    )
+    lines[3] = lines[3].replace(",30,", ",thirty,")  # clip 0 starts at 30 s
     csv.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=rf"{csv}, data row 3: start_time .* is not a number"):
         data.load_split("val", dataset="audiocaps", root=tmp_path)
