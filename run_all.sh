@@ -13,5 +13,8 @@ set -euo pipefail
 export DLINK_USER_CWD="$PWD"
 cd "$(dirname "$0")"
 
+# the Debian sound packages only build the embedded dataset: not needed for AudioCaps / Clotho
+args=" $* "
+case "$args" in *" dataset audiocaps "*|*" dataset clotho "*) export DLINK_SOUNDS=0 ;; esac
 scripts/bootstrap.sh
 exec .venv/bin/python -m dlink.pipeline "$@"

@@ -99,3 +99,29 @@ def test_relative_path_errors_show_the_absolute_path_tried(tmp_path, capsys, mon
 def test_run_all_passes_the_callers_directory():
     text = (paths.ROOT / "run_all.sh").read_text()
     assert text.index('export DLINK_USER_CWD="$PWD"') < text.index('cd "$(dirname "$0")"')
+
+
+def test_bootstrap_needs_no_apt_for_audiocaps(tmp_path):
+    import shutil
+
+    bin_dir = tmp_path / "bin"  # a machine without apt-get, dpkg or Java
+    bin_dir.mkdir()
+    for tool in ("bash", "cat", "sha256sum", "cut", "grep", "dirname", "python3", "id"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PYTHON": os.path.realpath(sys.executable)}
+    script = str(paths.ROOT / "scripts" / "bootstrap.sh")
+    res = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "openjdk-17-jre-headless ufoai-sound" in res.stdout
+    assert "conda-forge openjdk=17" in res.stdout and "DLINK_SOUNDS=0" in res.stdout
+    java = bin_dir / "java"  # e.g. conda-forge's openjdk from environment.yml
+    java.write_text("#!/bin/sh\nexit 0\n")
+    java.chmod(0o755)
+    res = subprocess.run(
+        ["bash", script], env={**env, "DLINK_SOUNDS": "0"}, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0 and "virtual environment .venv up to date" in res.stdout, (
+        res.stdout + res.stderr
+    )
+    text = (paths.ROOT / "run_all.sh").read_text()
+    assert '" dataset audiocaps "' in text and "DLINK_SOUNDS=0" in text
