@@ -9,7 +9,12 @@
 #
 # Options are those of `python -m dlink.pipeline --help`.
 set -euo pipefail
+# relative paths in -p values are the user's: dlink.pipeline resolves them against this folder
+export DLINK_USER_CWD="$PWD"
 cd "$(dirname "$0")"
 
+# the Debian sound packages only build the embedded dataset: not needed for AudioCaps / Clotho
+args=" $* "
+case "$args" in *" dataset audiocaps "*|*" dataset clotho "*) export DLINK_SOUNDS=0 ;; esac
 scripts/bootstrap.sh
 exec .venv/bin/python -m dlink.pipeline "$@"

@@ -533,23 +533,47 @@ def load_split(
 
 
 # The on-disk layout of aac-datasets 0.7.0 (aac_datasets/datasets/functional/{audiocaps,clotho}.py):
-#   AudioCaps v1: <root>/AUDIOCAPS/csv_files_v1/{train,val,test}.csv (older copies: <root>/AUDIOCAPS/<split>.csv)
-#                 columns audiocap_id, youtube_id, start_time, caption (train: 1 caption per row and
-#                 usually per clip; val/test: 5 rows per clip); audio
-#                 <root>/AUDIOCAPS/audio_32000Hz/<split>/<youtube_id>_<start_time>.flac
+#   AudioCaps:    captions <root>/AUDIOCAPS/csv_files_v1/{train,val,test}.csv (AudioCaps 1, its default),
+#                 <root>/AUDIOCAPS/csv_files_v2/{train,val,test}.csv (AudioCaps 2.0, `--version v2`), or
+#                 <root>/AUDIOCAPS/{train,val,test}.csv (older aac-datasets, v1); columns audiocap_id,
+#                 youtube_id, start_time, caption (train: 1 caption per clip; val/test: 5 rows per clip);
+#                 audio <root>/AUDIOCAPS/audio_32000Hz/<split>/<youtube_id>_<start_time>.flac (both versions)
 #   Clotho v2.1:  <root>/CLOTHO_v2.1/clotho_csv_files/clotho_captions_{development,validation,evaluation}.csv
 #                 columns file_name, caption_1..caption_5; audio
 #                 <root>/CLOTHO_v2.1/clotho_audio_files/{development,validation,evaluation}/<file_name>
 _CLOTHO_DIRS = {"train": "development", "val": "validation", "test": "evaluation"}
+_AUDIOCAPS_CSV_DIRS = ("csv_files_v1", "csv_files_v2", ".")  # the first that holds <split>.csv wins
 
 
 def _aac_missing(what: Path, dataset: str, split: str, root: Path) -> FileNotFoundError:
     subset = {"audiocaps": split, "clotho": {"train": "dev", "val": "val", "test": "eval"}[split]}[dataset]
+    expected = (
+        "AUDIOCAPS/csv_files_v1/<split>.csv (or csv_files_v2/, or AUDIOCAPS/<split>.csv) and "
+        "AUDIOCAPS/audio_32000Hz/<split>/<youtube_id>_<start_time>.flac"
+        if dataset == "audiocaps"
+        else "CLOTHO_v2.1/clotho_csv_files/clotho_captions_<subset>.csv and CLOTHO_v2.1/clotho_audio_files/<subset>/"
+    )
     return FileNotFoundError(
-        f"{dataset} {split}: expected {what}, which does not exist. Download it (needs internet) with "
+        f"{dataset} {split}: expected {what}, which does not exist ({root} is not an aac-datasets "
+        f"{dataset} folder; it should hold {expected}). Download it (needs internet) with "
         f"`pip install aac-datasets==0.7.0 && aac-datasets-download --root {root} {dataset} --subsets {subset}`"
         + (" (AudioCaps audio also needs ffmpeg and yt-dlp)" if dataset == "audiocaps" else "")
     )
+
+
+def _read_caption_csv(csv_path: Path, need: list[str]) -> pd.DataFrame:
+    """A caption CSV as str columns; a file that is not a CSV with `need` names the file."""
+    head = csv_path.read_bytes()[:4096]
+    if b"\0" in head:
+        raise ValueError(f"{csv_path} is not a text CSV (binary content); expected columns {need}")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{csv_path} is not a readable caption CSV ({type(e).__name__}: {e})") from e
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv_path} lacks columns {missing}; expected {need}, found {list(df.columns)}")
+    return df
 
 
 def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
@@ -561,20 +585,20 @@ def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
     rows = []
     if dataset == "audiocaps":
         base = root / "AUDIOCAPS"
-        csv_path = base / "csv_files_v1" / f"{split}.csv"
-        if not csv_path.is_file() and (base / f"{split}.csv").is_file():
-            csv_path = base / f"{split}.csv"
+        cands = [base / d / f"{split}.csv" for d in _AUDIOCAPS_CSV_DIRS]
+        csv_path = next((c for c in cands if c.is_file()), cands[0])
         audio_dir = base / "audio_32000Hz" / split
         for p in (csv_path, audio_dir):
             if not p.exists():
                 raise _aac_missing(p, dataset, split, root)
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        need = {"audiocap_id", "youtube_id", "start_time", "caption"}
-        if not need <= set(df.columns):
+        df = _read_caption_csv(csv_path, ["audiocap_id", "youtube_id", "start_time", "caption"])
+        start = pd.to_numeric(df["start_time"].str.strip(), errors="coerce")
+        if start.isna().any():
+            i = int(np.flatnonzero(start.isna().to_numpy())[0])
             raise ValueError(
-                f"{csv_path} lacks columns {sorted(need - set(df.columns))}; expected {sorted(need)}"
+                f"{csv_path}, data row {i + 1}: start_time {df['start_time'].iat[i]!r} is not a number of seconds"
             )
-        df["id"] = df["youtube_id"] + "_" + df["start_time"].astype(float).astype(int).astype(str)
+        df["id"] = df["youtube_id"] + "_" + start.astype(int).astype(str)
         for sid, g in df.groupby("id", sort=False):  # one row per caption -> one row per clip
             rows.append(
                 {
@@ -594,10 +618,8 @@ def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
         for p in (csv_path, audio_dir):
             if not p.exists():
                 raise _aac_missing(p, dataset, split, root)
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
         keys = [f"caption_{i}" for i in range(1, 6)]
-        if not {"file_name", *keys} <= set(df.columns):
-            raise ValueError(f"{csv_path} lacks file_name or caption_1..caption_5 columns")
+        df = _read_caption_csv(csv_path, ["file_name", *keys])
         for r in df.itertuples(index=False):
             d = r._asdict()
             rows.append(
@@ -608,9 +630,15 @@ def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
                 }
             )
     out = pd.DataFrame(rows)
+    if out.empty:
+        raise ValueError(f"{csv_path} lists no clips")
     out = out[[Path(a).is_file() for a in out["audio"]]].reset_index(drop=True)
     if out.empty:
         raise _aac_missing(audio_dir / "<audio files named in the CSV>", dataset, split, root)
+    # AudioCaps 1 train has a few clips with 2+ captions among ~49k with one; embeddings are (N, C, D),
+    # so every clip keeps as many captions as the clip with fewest has (its first ones, in CSV order)
+    n_caps = int(out["captions"].map(len).min())
+    out["captions"] = out["captions"].map(lambda c: list(c[:n_caps]))
     return out[["id", "audio", "captions"] + [c for c in out.columns if c not in ("id", "audio", "captions")]]
 
 

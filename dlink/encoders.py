@@ -212,7 +212,7 @@ def load_encoder(
 
     - ``"embedded"``: `checkpoint` = folder written by `train_embedded_clap` (config.json + model.safetensors).
     - ``"laion-clap"``: `checkpoint` = a LAION-CLAP `.pt`/`.ckpt`/`.safetensors` file; extra kwargs
-      (`amodel`, `tmodel`, `tokenizer`, `download`) go to `dlink.laion.LaionClap`.
+      (`amodel`, `tmodel`, `enable_fusion`, `tokenizer`, `download`) go to `dlink.laion.LaionClap`.
     """
     from dlink.profiles import resolve_device
 

@@ -118,7 +118,7 @@ def encoder(P, frame: dict | None = None, seed: int = 0):
     from dlink import encoders
 
     if P.encoder == "laion-clap":
-        return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device)
+        return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device, **P.laion_options)
     frame = frame or splits(P)
     folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
     if not (folder / "config.json").is_file():

@@ -16,9 +16,17 @@ What this module works around, and why:
 - transformers 5 offline may return a 5-token tokenizer for a hub name instead of raising; the
   tokenizer's vocabulary size is checked against the tower's.
 
+- The tower's size is read from the checkpoint's tensor shapes (layers, vocabulary, widths): the
+  published roberta-base checkpoints give exactly roberta-base's config, and a small random tower
+  saved in the same layout (the tests' fixture) loads through the same code.
+- Checkpoints are read with `torch.load(weights_only=True)` and an explicit allowlist of the numpy
+  scalar/dtype globals LAION-CLAP's training script leaves in them (see `read_state_dict`).
+
 Clip policy: audio is resampled to 48 kHz, quantised through int16 (as LAION-CLAP does), and
 cropped (from the start, deterministic) or repeat-padded to 10 s (480,000 samples). Fusion
-checkpoints are refused with a clear error (their long-clip path needs torchaudio).
+checkpoints (enable_fusion=True, fusion_type "aff_2d" as in `CLAP_Module`) get what laion_clap
+feeds them for a clip of at most 10 s: the log-mel spectrogram stacked four times, `longer`
+False; the mel is computed here with torch (laion_clap uses torchaudio, not installed here).
 """
 
 from __future__ import annotations
@@ -39,10 +47,12 @@ from dlink.encoders import Encoder, file_sha256, fit_length
 SAMPLE_RATE = 48000
 CLIP_SAMPLES = 480000  # 10 s at 48 kHz, LAION-CLAP's training length
 _PRIVATE = "_dlink_clap_module"
-DOWNLOADS = {  # laion_clap.hook.CLAP_Module.load_ckpt's URLs (used only with download=True)
-    "630k-best.pt": "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-best.pt",
-    "630k-audioset-best.pt": "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt",
-}
+_HUB = "https://huggingface.co/lukewys/laion_clap/resolve/main/"
+DOWNLOADS = {  # the published checkpoints (laion_clap README); fetched only with download=True
+    name: _HUB + name
+    for name in ("630k-best.pt", "630k-audioset-best.pt", "630k-fusion-best.pt",
+                 "630k-audioset-fusion-best.pt", "music_audioset_epoch_15_esc_90.14.pt")
+}  # fmt: skip
 # Published configs of the hub towers CLAP would download; the checkpoint supplies the weights.
 _TOWER_CONFIGS = {
     "roberta": ("RobertaModel", "RobertaConfig", "roberta-base", dict(
@@ -162,8 +172,19 @@ class _ConfigTower:
         return self.model_cls(self.config_cls(**self.kwargs))
 
 
-def build_clap(amodel: str = "HTSAT-tiny", tmodel: str = "roberta", seed: int = 0, device: str = "cpu"):
-    """The LAION-CLAP `CLAP` module with random weights (towers built from configs). `(model, cfg)`."""
+def build_clap(
+    amodel: str = "HTSAT-tiny",
+    tmodel: str = "roberta",
+    seed: int = 0,
+    device: str = "cpu",
+    enable_fusion: bool = False,
+    tower: dict | None = None,
+):
+    """The LAION-CLAP `CLAP` module with random weights (towers built from configs). `(model, cfg)`.
+
+    `tower`: config values replacing the published ones of the roberta/bert/bart tower (read from
+    a checkpoint's shapes by `tower_config`). `enable_fusion` builds the fusion model ("aff_2d").
+    """
     import torch
     import transformers
 
@@ -176,45 +197,136 @@ def build_clap(amodel: str = "HTSAT-tiny", tmodel: str = "roberta", seed: int = 
         )
     model_mod = sys.modules[f"{_PRIVATE}.model"]
     saved = {}
-    for model_name, config_name, _, kw in _TOWER_CONFIGS.values():
+    for name, (model_name, config_name, _, kw) in _TOWER_CONFIGS.items():
         saved[model_name] = getattr(model_mod, model_name)
-        tower = _ConfigTower(getattr(transformers, model_name), getattr(transformers, config_name), kw)
-        setattr(model_mod, model_name, tower)
+        kw = {**kw, **(tower or {})} if name == tmodel else kw
+        stand_in = _ConfigTower(getattr(transformers, model_name), getattr(transformers, config_name), kw)
+        setattr(model_mod, model_name, stand_in)
     torch.manual_seed(seed)
     try:
-        model, cfg = cm.create_model(amodel, tmodel, precision="fp32", device=torch.device(device))
+        model, cfg = cm.create_model(
+            amodel, tmodel, precision="fp32", device=torch.device(device), enable_fusion=enable_fusion,
+            fusion_type="aff_2d" if enable_fusion else "None",  # CLAP_Module's choice for fusion
+        )  # fmt: skip
     finally:
         for k, v in saved.items():
             setattr(model_mod, k, v)
     return model.eval(), cfg
 
 
-def read_state_dict(path: str | os.PathLike) -> dict:
-    """Tensors of a `.safetensors` file or a `.pt`/`.ckpt`/`.pth`/`.bin` state_dict (weights_only)."""
+def _numpy_safe_globals() -> list:
+    """The numpy globals a LAION-CLAP training checkpoint pickles, for weights_only loading.
+
+    The optimizer's learning rate comes from `cosine_lr`, which computes it with numpy, so
+    `optimizer.param_groups[i]["lr"]` is a numpy.float64: pickled as `numpy.core.multiarray.scalar`
+    (numpy 1.x, the published files; `numpy._core.multiarray.scalar` under numpy 2) applied to a
+    `numpy.dtype`. Only these reconstructors are allowed; nothing else gets unpickled.
+    """
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtype_classes = [type(np.dtype(t)) for t in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u1", "?")]
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *dtype_classes,
+    ]
+
+
+def _torch_load(path: Path):
     import torch
 
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        try:
+            extra = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:
+            extra = []
+        allowed = {n for g in _numpy_safe_globals() for n in ([g[1]] if isinstance(g, tuple) else [])}
+        extra = [g for g in extra if g not in allowed and not g.startswith("numpy.dtype")]
+        what = (
+            f"it pickles objects beyond tensors and numpy scalars ({', '.join(extra[:5])})"
+            if extra
+            else str(e)
+        )
+        raise ValueError(
+            f"{path.resolve()} cannot be read with torch.load(weights_only=True): {what}. dlink never "
+            "unpickles arbitrary objects from a user's file: re-save it as {'state_dict': model.state_dict()} "
+            "or as .safetensors"
+        ) from e
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """Tensors of a `.safetensors` file or a `.pt`/`.ckpt`/`.pth`/`.bin` checkpoint (weights_only).
+
+    The layout LAION-CLAP's training script writes (LAION-AI/CLAP, src/laion_clap/training/main.py,
+    "Saving checkpoints"): `torch.save({"epoch": completed_epoch, "name": args.name,
+    "state_dict": model.state_dict(), "optimizer": optimizer.state_dict() [or
+    "pretrained_optimizer"/"new_optimizer" with --split-opt], ["scaler": scaler.state_dict()]}, ...)`
+    with the model wrapped in DistributedDataParallel, so every key starts with "module.". The
+    published 630k-*.pt and music_*.pt files are such dicts. A bare state_dict loads too.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"LAION-CLAP checkpoint {path} does not exist")
+        raise FileNotFoundError(f"LAION-CLAP checkpoint {path.resolve()} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        sd = load_file(str(path))
-    elif path.suffix in (".pt", ".ckpt", ".pth", ".bin"):
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
         except Exception as e:
-            raise ValueError(
-                f"{path} is not a plain tensor checkpoint loadable with weights_only=True ({e}); "
-                "we never unpickle arbitrary objects: re-save it as model.state_dict() or .safetensors"
-            ) from e
+            raise ValueError(f"{path.resolve()} is not a readable .safetensors file ({e})") from e
+    elif path.suffix in (".pt", ".ckpt", ".pth", ".bin"):
+        sd = _torch_load(path)
     else:
         raise ValueError(f"{path}: checkpoint must end in .safetensors, .pt, .ckpt, .pth or .bin")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd:
-        raise ValueError(f"{path} holds no state_dict")
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+        raise ValueError(f"{path.resolve()} holds no state_dict")
+    import torch
+
+    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{path.resolve()}: state_dict entries that are not tensors: {bad[:3]}")
+    return sd
+
+
+def tower_config(sd: dict, tmodel: str) -> dict:
+    """Config values of the roberta/bert text tower that a state_dict's shapes determine.
+
+    For the published checkpoints this gives roberta-base's own values (12 layers, vocabulary
+    50,265, 514 positions, FFN 3,072); CLAP's text projection fixes the width at 768.
+    """
+    if tmodel not in ("roberta", "bert"):
+        return {}
+    emb = "text_branch.embeddings."
+    if emb + "word_embeddings.weight" not in sd:
+        return {}
+    vocab, width = sd[emb + "word_embeddings.weight"].shape
+    layers = {int(k.split(".")[3]) for k in sd if k.startswith("text_branch.encoder.layer.")}
+    out = {
+        "vocab_size": int(vocab),
+        "hidden_size": int(width),
+        "num_attention_heads": max(1, int(width) // 64),
+    }
+    if layers:
+        out["num_hidden_layers"] = max(layers) + 1
+    ffn = sd.get("text_branch.encoder.layer.0.intermediate.dense.weight")
+    if ffn is not None:
+        out["intermediate_size"] = int(ffn.shape[0])
+    for key, name in (
+        ("position_embeddings", "max_position_embeddings"),
+        ("token_type_embeddings", "type_vocab_size"),
+    ):
+        if emb + key + ".weight" in sd:
+            out[name] = int(sd[emb + key + ".weight"].shape[0])
+    return out
 
 
 def guess_architecture(sd: dict) -> dict:
@@ -239,11 +351,12 @@ def guess_architecture(sd: dict) -> dict:
 class LaionClap(Encoder):
     """LAION-CLAP as an `Encoder` (512-d joint space).
 
-    checkpoint: path of the user's LAION-CLAP weights (e.g. 630k-audioset-best.pt with
-    amodel="HTSAT-tiny", tmodel="roberta"). `tokenizer`: a local tokenizer folder for
-    roberta/bert/bart (the "transformer" tower uses the CLIP BPE shipped in the wheel).
-    `download=True` (internet only) fetches laion_clap's published checkpoint like
-    `CLAP_Module.load_ckpt`. `random_init=True` builds untrained weights (tests; never cached).
+    checkpoint: path of the user's LAION-CLAP weights: 630k-audioset-best.pt (amodel="HTSAT-tiny"),
+    630k-audioset-fusion-best.pt (enable_fusion=True), music_audioset_epoch_15_esc_90.14.pt
+    (amodel="HTSAT-base"); all with tmodel="roberta". `tokenizer`: a local tokenizer folder for
+    roberta/bert/bart (offline the hub name cannot be fetched; the "transformer" tower uses the
+    CLIP BPE shipped in the wheel). `download=True` (internet only) fetches the published
+    checkpoint for these options. `random_init=True` builds untrained weights (tests; never cached).
     """
 
     name = "laion-clap"
@@ -259,54 +372,89 @@ class LaionClap(Encoder):
         download: bool = False,
         random_init: bool = False,
         seed: int = 0,
+        enable_fusion: bool = False,
     ):
         if checkpoint is None and download:
-            checkpoint = _download("630k-audioset-best.pt")
+            checkpoint = _download(_published_name(amodel, enable_fusion))
         if checkpoint is None and not random_init:
             raise ValueError(
                 "LaionClap needs checkpoint=<path to LAION-CLAP .pt/.safetensors> (e.g. 630k-audioset-best.pt "
                 "from huggingface.co/lukewys/laion_clap), or download=True where there is internet"
             )
-        self.device, self.amodel, self.tmodel = device, amodel, tmodel
-        self.model, self.cfg = build_clap(amodel, tmodel, seed=seed, device=device)
-        if checkpoint is not None:
-            self._load(checkpoint)
-            self.fingerprint = f"laion-clap|{amodel}|{tmodel}|{file_sha256(checkpoint)}"
-        else:
-            self.fingerprint = None
+        self.device, self.amodel, self.tmodel, self.fusion = device, amodel, tmodel, bool(enable_fusion)
+        sd = read_state_dict(checkpoint) if checkpoint is not None else None
+        tower = tower_config(sd, tmodel) if sd is not None else {}
+        self.model, self.cfg = build_clap(amodel, tmodel, seed=seed, device=device,
+                                          enable_fusion=self.fusion, tower=tower)  # fmt: skip
+        if sd is not None:
+            self._load(sd, checkpoint)
         self.model.to(device).eval()
         self.dim = self.model.joint_embed_shape
-        self._tokenizer = self._make_tokenizer(tokenizer)
+        self._tokenizer, tok_hash = self._make_tokenizer(tokenizer)
+        self.fingerprint = None
+        if checkpoint is not None:
+            self.fingerprint = (f"laion-clap|{amodel}|{tmodel}|" + ("fusion|" if self.fusion else "")
+                                + f"{file_sha256(checkpoint)}|{tok_hash}")  # fmt: skip
 
-    def _load(self, checkpoint) -> None:
-        sd = read_state_dict(checkpoint)
+    def _load(self, sd, checkpoint=None) -> None:
+        """Load a state_dict (`read_state_dict`'s) into the model; wrong architectures name the right one."""
+        if not isinstance(sd, dict):  # a path, as older callers pass it
+            sd, checkpoint = read_state_dict(sd), sd
         own = self.model.state_dict()
-        # non-persistent buffers (e.g. position_ids) old transformers saved and new ones don't
+        # position_ids / token_type_ids: non-persistent buffers that transformers < 4.31 saved into
+        # the published checkpoints and newer ones neither save nor accept; dropped when the model
+        # lacks them, kept when it has them (laion-clap 1.1.7 `del`s the key unconditionally and
+        # raises KeyError on a file without it).
         sd = {k: v for k, v in sd.items() if k in own or not k.endswith(("position_ids", "token_type_ids"))}
         missing = sorted(set(own) - set(sd))
         unexpected = sorted(set(sd) - set(own))
         shape = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
         if missing or unexpected or shape:
             g = guess_architecture(sd)
-            hint = f"amodel={g.get('amodel')}, tmodel={g.get('tmodel')!r}" + (
-                ", a FUSION model" if g["fusion"] else ""
+            amodels = g.get("amodel") or []
+            hint = (
+                f"clap_amodel={' or '.join(map(repr, amodels)) or '?'} (amodel), tmodel={g.get('tmodel')!r}, "
+                f"clap_fusion={g['fusion']} (enable_fusion)"
             )
             raise ValueError(
-                f"{checkpoint} does not fit LAION-CLAP amodel={self.amodel!r}, tmodel={self.tmodel!r}: "
-                f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}), {len(shape)} shape mismatches (e.g. {shape[:3]}). "
-                f"The checkpoint looks like {hint}; pass those names (fusion checkpoints are not supported)"
+                f"{Path(checkpoint).resolve()} does not fit LAION-CLAP amodel={self.amodel!r}, "
+                f"tmodel={self.tmodel!r}, enable_fusion={self.fusion}: {len(missing)} missing "
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+                f"{len(shape)} shape mismatches (e.g. {shape[:3]}). The checkpoint looks like {hint}; "
+                "pass those"
             )
         self.model.load_state_dict(sd, strict=True)
 
     def _make_tokenizer(self, tokenizer):
+        """(texts -> token batch, a hash of the tokenizer's files for the cache fingerprint)."""
         if self.tmodel == "transformer":
             tok = clap_module().tokenizer.tokenize
-            return lambda texts: tok(texts, context_length=self.model.context_length)
+            return (lambda texts: tok(texts, context_length=self.model.context_length)), "clip-bpe"
+        import hashlib
+
         import transformers
 
         source = str(tokenizer) if tokenizer is not None else _TOWER_CONFIGS[self.tmodel][2]
-        want = _TOWER_CONFIGS[self.tmodel][3]["vocab_size"]
+        digest = hashlib.sha256(source.encode())
+        if tokenizer is not None:
+            folder = Path(tokenizer).resolve()
+            files = [
+                f
+                for f in ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.json")
+                if (folder / f).is_file()
+            ]
+            if not folder.is_dir() or not files:
+                raise ValueError(
+                    f"tokenizer folder {folder} holds no vocabulary files (expected vocab.json + merges.txt, "
+                    f"vocab.txt or tokenizer.json of {_TOWER_CONFIGS[self.tmodel][2]})"
+                )
+            digest = hashlib.sha256(b"".join((folder / f).read_bytes() for f in sorted(files)))
+        model = getattr(self, "model", None)  # the tower's vocabulary; the published one before a build
+        want = (
+            model.text_branch.config.vocab_size
+            if model is not None
+            else _TOWER_CONFIGS[self.tmodel][3]["vocab_size"]
+        )
         try:
             tok = getattr(transformers, _TOKENIZERS[self.tmodel]).from_pretrained(source)
         except Exception as e:
@@ -314,17 +462,19 @@ class LaionClap(Encoder):
                 f"cannot load the {self.tmodel} tokenizer from {source!r} ({e}); pass tokenizer=<local folder "
                 f"with its vocab files> (offline the hub name {source!r} is not reachable)"
             ) from e
-        if abs(len(tok) - want) > 10:
+        if len(tok) > want or want - len(tok) > 10:
             raise ValueError(
-                f"the {self.tmodel} tokenizer from {source!r} has {len(tok)} tokens, expected about {want}: "
-                "transformers returned a broken offline stub; pass tokenizer=<local folder with the real vocab>"
-            )
+                f"the {self.tmodel} tokenizer from {source!r} has {len(tok)} tokens, the checkpoint's text "
+                f"tower {want}: " + ("its ids would overflow the embedding table" if len(tok) > want else
+                "transformers returned a broken offline stub or another vocabulary")
+                + "; pass tokenizer=<local folder with the tower's own vocab files>"
+            )  # fmt: skip
 
         def run(texts):
             enc = tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
             return {k: v for k, v in enc.items()}
 
-        return run
+        return run, digest.hexdigest()[:16]
 
     def _embed_waveforms(self, wavs):
         import torch
@@ -333,7 +483,12 @@ class LaionClap(Encoder):
         batch = np.stack([fit_length(np.clip(w, -1, 1), CLIP_SAMPLES) for w in wavs])
         batch = (np.round(batch * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
         with torch.inference_mode():
-            x = {"waveform": torch.from_numpy(batch).to(self.device)}
+            wave = torch.from_numpy(batch).to(self.device)
+            x = {"waveform": wave}
+            if self.fusion:  # what laion_clap's get_audio_features builds for a clip of <= 10 s
+                mel = log_mel(wave, self.cfg["audio_cfg"])
+                x = {"mel_fusion": mel[:, None].expand(-1, 4, -1, -1).contiguous(),
+                     "longer": torch.zeros(len(wavs), dtype=torch.bool, device=self.device)}  # fmt: skip
             emb = self.model.audio_projection(self.model.encode_audio(x, device=self.device)["embedding"])
         return emb.float().cpu().numpy()
 
@@ -344,6 +499,41 @@ class LaionClap(Encoder):
         with torch.inference_mode():
             emb = self.model.encode_text(tokens, device=self.device)
         return emb.float().cpu().numpy()
+
+
+def log_mel(wave, audio_cfg: dict):
+    """`(B, n)` waveforms -> `(B, T, mel_bins)` log-mel, as laion_clap's `get_mel` computes it.
+
+    torchaudio's MelSpectrogram (hann window, centre reflect padding, power 2, HTK mel scale,
+    no filter normalisation) then AmplitudeToDB(top_db=None), written with torch ops because
+    torchaudio is not installed beside torch 2.13 here.
+    """
+    import torch
+
+    sr, n_fft, hop = audio_cfg["sample_rate"], audio_cfg["window_size"], audio_cfg["hop_size"]
+    n_mels, fmin, fmax = audio_cfg["mel_bins"], audio_cfg["fmin"], audio_cfg["fmax"]
+    window = torch.hann_window(n_fft, device=wave.device, dtype=wave.dtype)
+    spec = torch.stft(wave, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
+                      pad_mode="reflect", onesided=True, return_complex=True).abs() ** 2  # fmt: skip
+    freqs = torch.linspace(0, sr // 2, n_fft // 2 + 1, dtype=torch.float64)
+
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    m_pts = torch.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2, dtype=torch.float64)
+    f_pts = 700.0 * (10 ** (m_pts / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None, :] - freqs[:, None]
+    down, up = -slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]
+    fb = torch.clamp(torch.minimum(down, up), min=0).to(wave.dtype).to(wave.device)  # (F, n_mels)
+    mel = torch.matmul(spec.transpose(1, 2), fb)  # (B, T, n_mels)
+    return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+
+
+def _published_name(amodel: str, fusion: bool) -> str:
+    if amodel == "HTSAT-base":
+        return "music_audioset_epoch_15_esc_90.14.pt"
+    return "630k-audioset-fusion-best.pt" if fusion else "630k-audioset-best.pt"
 
 
 def _download(name: str) -> Path:

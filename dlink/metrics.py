@@ -9,7 +9,14 @@ What is computed (pycocoevalcap 1.2, Java 17):
   length penalty with sigma = 6 multiplies each n-gram similarity, the score is x10, and the idf comes
   from the references of the evaluated set (so CIDEr-D depends on the set: compare methods only on the
   same items). Its "length" counts bigrams, a coco-caption quirk kept for comparability.
-- SPICE, SPIDEr, FENSE are NOT computed: their value is the string "unavailable" and `notes` says why.
+- SPICE, SPIDEr, FENSE come from aac-metrics (0.6.x, not a dependency of dlink) where it is installed
+  AND its downloaded resources are present: SPICE needs `aac-metrics-download` (the SPICE jar and
+  Stanford CoreNLP 3.6.0 under $AAC_METRICS_CACHE_PATH, default ~/.cache); FENSE needs the
+  fluency-error checkpoint (echecker_clotho_audiocaps_base.ckpt under $FENSE_DATA, default
+  <torch hub>/fense_data) and the sentence-transformers model paraphrase-TinyBERT-L6-v2 in the hub
+  cache. SPIDEr = mean(CIDEr-D above, SPICE). Otherwise the value is the string "unavailable" and
+  `notes` says what is missing; a metric whose resources exist but whose scorer fails is
+  "unavailable" too, with the error in `notes` (never a silent substitute).
 - optional "SBERT-sim": mean cosine between the prediction and each reference with all-MiniLM-L6-v2.
   It is one ingredient of FENSE, not FENSE (no fluency-error detector), hence its own name.
 """
@@ -29,6 +36,8 @@ NOTES = {
     "not obtainable offline (SBERT-sim, when requested, is a related but different number)",
 }
 NUMERIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
+_FENSE_CKPT = "echecker_clotho_audiocaps_base.ckpt"  # aac-metrics' DEFAULT_FER_MODEL + ".ckpt"
+_FENSE_SBERT = "sentence-transformers/paraphrase-TinyBERT-L6-v2"  # aac-metrics' DEFAULT_SBERT_SIM_MODEL
 _METEOR = None
 _METEOR_LOCK = threading.Lock()
 
@@ -97,12 +106,94 @@ def _sbert_sim(predictions, references) -> float:
     return float(sum(sims) / len(sims))
 
 
+def _sbert_cached(repo: str = _FENSE_SBERT) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except Exception:
+        return False
+
+
+def aac_metrics_resources() -> dict[str, str | None]:
+    """{"SPICE": None | why not, "FENSE": None | why not}: None where aac-metrics can compute it here."""
+    import os
+    from pathlib import Path
+
+    try:
+        from aac_metrics.functional.spice import check_spice_install
+        from aac_metrics.utils.globals import get_default_cache_path
+    except ImportError:
+        why = (
+            "needs the aac-metrics package (pip install aac-metrics) and its resources (aac-metrics-download)"
+        )
+        return {"SPICE": why + "; " + NOTES["SPICE"], "FENSE": why + "; " + NOTES["FENSE"]}
+    out: dict[str, str | None] = {}
+    cache = os.path.expanduser(get_default_cache_path())
+    try:
+        check_spice_install(cache)
+        out["SPICE"] = None
+    except (FileNotFoundError, NotADirectoryError) as e:
+        out["SPICE"] = f"SPICE resources missing ({e}); run aac-metrics-download where there is internet"
+    import torch
+
+    fense_dir = Path(
+        os.path.expanduser(os.getenv("FENSE_DATA", os.path.join(torch.hub.get_dir(), "fense_data")))
+    )
+    missing = [str(fense_dir / _FENSE_CKPT)] if not (fense_dir / _FENSE_CKPT).is_file() else []
+    if not _sbert_cached():
+        missing.append(f"{_FENSE_SBERT} in the hub cache")
+    out["FENSE"] = f"FENSE resources missing: {', '.join(missing)}" if missing else None
+    return out
+
+
+def _aac_metric(key: str, predictions, references) -> float:
+    """One aac-metrics corpus score (raw strings in: aac-metrics tokenizes as its metric defines)."""
+    cands, mrefs = [str(p) for p in predictions], [[str(r) for r in refs] for refs in references]
+    if key == "SPICE":
+        from aac_metrics.functional.spice import spice
+
+        corpus, _ = spice(cands, mrefs, return_all_scores=True)
+        return float(corpus["spice"])
+    from aac_metrics.functional.fense import fense
+
+    corpus, _ = fense(cands, mrefs, return_all_scores=True, device="cpu")
+    return float(corpus["fense"])
+
+
+def _add_aac_metrics(out: dict, predictions, references) -> None:
+    notes = dict(NOTES)
+    for key, why in aac_metrics_resources().items():
+        out[key] = UNAVAILABLE
+        if why is not None:
+            notes[key] = why
+            continue
+        try:
+            value = _aac_metric(key, predictions, references)
+        except Exception as e:  # resources present, scorer failed: say so, report no number
+            notes[key] = f"aac-metrics {key} failed: {type(e).__name__}: {str(e)[:300]}"
+            continue
+        if math.isfinite(value):
+            out[key] = value
+            notes[key] = "aac-metrics"
+        else:
+            notes[key] = f"aac-metrics {key} returned {value}"
+    if isinstance(out["SPICE"], float):
+        out["SPIDEr"] = (out["CIDEr-D"] + out["SPICE"]) / 2
+        notes["SPIDEr"] = "mean(CIDEr-D, SPICE)"
+    else:
+        out["SPIDEr"] = UNAVAILABLE
+        notes["SPIDEr"] = "SPIDEr = mean(CIDEr-D, SPICE) and SPICE is unavailable"
+    out["notes"] = notes
+
+
 def caption_metrics(predictions, references, sbert: bool = False, per_item: bool = False) -> dict:
     """Score captions against references (coco-caption protocol).
 
     predictions: list[str] of length N; references: list[list[str]], N lists of >= 1 caption.
     Returns {"BLEU-1".."BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D": float, "SPICE", "SPIDEr", "FENSE":
-    "unavailable", ["SBERT-sim": float,] "n_items": N, "notes": {metric: reason}}.
+    float where aac-metrics and its resources are present (`aac_metrics_resources`), else
+    "unavailable", ["SBERT-sim": float,] "n_items": N, "notes": {metric: source or reason}}.
     per_item=True adds "CIDEr-D_items": N per-item CIDEr-D scores (the idf stays that of the whole
     set, so their mean is the corpus CIDEr-D) for bootstrap intervals over items.
     An empty prediction is scored as an empty caption (0 on every n-gram metric).
@@ -139,12 +230,10 @@ def caption_metrics(predictions, references, sbert: bool = False, per_item: bool
     out["CIDEr-D"] = float(cider)
     if per_item:
         out["CIDEr-D_items"] = [float(v) for v in cider_items]
-    for key in ("SPICE", "SPIDEr", "FENSE"):
-        out[key] = UNAVAILABLE
+    _add_aac_metrics(out, predictions, references)
     if sbert:
         out["SBERT-sim"] = _sbert_sim(predictions, references)
     out["n_items"] = n
-    out["notes"] = dict(NOTES)
     for key in NUMERIC_KEYS:
         if not math.isfinite(out[key]):
             raise RuntimeError(f"{key} came out as {out[key]}: the scorer failed on these captions")

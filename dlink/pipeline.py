@@ -16,6 +16,8 @@ What a run does:
   (papermill alone only warns about unknown names), and values of resolve_params' arguments
   (dataset, encoder, seeds, ...) are validated by it up front; a name goes only to the
   notebooks that declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
+- paths (clap_ckpt, data_root, clap_tokenizer, a local lm folder) are made absolute against the
+  directory the command was run from ($DLINK_USER_CWD, set by run_all.sh) before anything runs.
 - resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
   of the notebook's cell sources, its parameters, the profile and the hashes of every earlier
   notebook's done marker, plus the files it wrote under figures/ and results/ with their sha256.
@@ -349,10 +351,11 @@ def run_pipeline(
 
     Raises ValueError (bad profile, --only or -p, before anything runs) or NotebookFailed.
     """
-    from dlink.profiles import get_profile
+    from dlink.profiles import get_profile, resolve_user_paths
 
     profile = get_profile(profile).name
-    params = dict(params or {})
+    # notebooks run inside notebooks/: a relative path means the user's directory, so fix it now
+    params = resolve_user_paths(dict(params or {}))
     notebooks = find_notebooks(notebooks_dir)
     selected = _select(notebooks, only)
     routed = _route_parameters(selected, params)

@@ -7,11 +7,19 @@ the notebooks read sizes, epochs and sweep grids from it and hard-code none of t
 
     profile = None  # smoke | default | full; None = $DLINK_PROFILE or default
     dataset = "embedded"; encoder = "embedded"; clap_ckpt = None; data_root = None
-    device = "auto"; seeds = None
+    device = "auto"; seeds = None; lm = None; clap_tokenizer = None
+    clap_amodel = "HTSAT-tiny"; clap_fusion = False
     ...
     P = dlink.resolve_params(profile=profile, dataset=dataset, encoder=encoder,
-                             clap_ckpt=clap_ckpt, data_root=data_root, device=device, seeds=seeds)
+                             clap_ckpt=clap_ckpt, data_root=data_root, device=device, seeds=seeds,
+                             lm=lm, clap_tokenizer=clap_tokenizer, clap_amodel=clap_amodel,
+                             clap_fusion=clap_fusion)
     P.bridge_epochs, P.seeds, P.device  # profile fields are readable on P directly
+
+Paths (clap_ckpt, data_root, clap_tokenizer, a local lm folder) are resolved against the
+current directory here; `python -m dlink.pipeline` / run_all.sh first rewrite them against the
+directory the user ran the command from (`resolve_user_paths`), so a relative path means what
+the user meant even though notebooks execute inside notebooks/.
 """
 
 from __future__ import annotations
@@ -26,6 +34,12 @@ from typing import Any
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
 PROFILE_ENV = "DLINK_PROFILE"
+# Set by run_all.sh before it changes into the repository: the directory the user typed the
+# command in, against which every relative path the user passes is resolved.
+USER_CWD_ENV = "DLINK_USER_CWD"
+PATH_PARAMS = ("clap_ckpt", "data_root", "clap_tokenizer")  # plus `lm` when it names a local folder
+# Decoders the captioner knows without a folder or the hub (dlink.captioner / dlink.lm)
+BUILTIN_LMS = ("scratch", "tiny-random", "smollm2-135m")
 # Where the pretrained LAION-CLAP weights live (the paper's encoder); our machines cannot fetch them.
 LAION_CKPT_URL = "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt"
 
@@ -143,6 +157,21 @@ class Params:
     data_root: Path | None
     device: str
     seeds: tuple[int, ...]
+    # LAION-CLAP options: a local roberta-base tokenizer folder (offline), the audio tower
+    # (HTSAT-tiny: 630k-*; HTSAT-base: music_audioset_epoch_15_esc_90.14) and fusion (*-fusion-*)
+    clap_tokenizer: Path | None = None
+    clap_amodel: str = "HTSAT-tiny"
+    clap_fusion: bool = False
+
+    @property
+    def laion_options(self) -> dict[str, Any]:
+        """Keyword arguments for `load_encoder("laion-clap", ...)` beyond checkpoint and device."""
+        return {
+            "amodel": self.clap_amodel,
+            "enable_fusion": self.clap_fusion,
+            "tokenizer": self.clap_tokenizer,
+            "download": self.clap_ckpt is None,  # resolve_params allowed that only with the hub reachable
+        }
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails, i.e. for profile fields.
@@ -160,6 +189,9 @@ class Params:
             "data_root": None if self.data_root is None else str(self.data_root),
             "device": self.device,
             "seeds": list(self.seeds),
+            "clap_tokenizer": None if self.clap_tokenizer is None else str(self.clap_tokenizer),
+            "clap_amodel": self.clap_amodel,
+            "clap_fusion": self.clap_fusion,
         }
 
     def __str__(self) -> str:
@@ -243,6 +275,133 @@ def _check_seeds(seeds: Any, n_seeds: int, errors: list[str]) -> tuple[int, ...]
     return tuple(seeds)
 
 
+def user_cwd() -> Path:
+    """The directory the user ran the command from ($DLINK_USER_CWD when run_all.sh set it)."""
+    return Path(os.environ.get(USER_CWD_ENV) or os.getcwd())
+
+
+def _absolute(value: str | os.PathLike, base: Path | None = None) -> Path:
+    """`value` as an absolute, normalised path (relative ones joined to `base`, default the cwd)."""
+    path = Path(value).expanduser()
+    return Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
+
+
+def _is_local_lm(lm: str, base: Path | None = None) -> bool:
+    """A local folder rather than a hub name ("org/name"): written as a path, or existing."""
+    if lm in BUILTIN_LMS:
+        return False
+    return lm.startswith(("/", "./", "../", "~", ".\\", "..\\")) or _absolute(lm, base).exists()
+
+
+def resolve_user_paths(params: dict[str, Any], base: str | os.PathLike | None = None) -> dict[str, Any]:
+    """`params` with every user path made absolute against `base` (default: `user_cwd()`).
+
+    Called by the pipeline before any notebook runs: notebooks execute inside notebooks/, where a
+    relative path the user typed would point somewhere else.
+    """
+    base = Path(base) if base is not None else user_cwd()
+    out = dict(params)
+    for key in PATH_PARAMS:
+        if isinstance(out.get(key), (str, os.PathLike)):
+            out[key] = str(_absolute(out[key], base))
+    if isinstance(out.get("lm"), str) and _is_local_lm(out["lm"], base):
+        out["lm"] = str(_absolute(out["lm"], base))
+    return out
+
+
+def _laion_amodels() -> list[str] | None:
+    """Audio towers laion_clap ships configs for (read from its files; nothing is imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("laion_clap")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "clap_module" / "model_configs"
+    return sorted(f.stem for f in folder.glob("*.json") if f.stem.startswith(("HTSAT", "PANN"))) or None
+
+
+def _check_tokenizer_folder(folder: Path) -> str | None:
+    """None if `folder` holds a roberta (BPE) tokenizer's files, else what is wrong."""
+    if not folder.is_dir():
+        return f"clap_tokenizer: {folder} is not a folder; pass a local copy of roberta-base's tokenizer"
+    if (folder / "tokenizer.json").is_file() or all(
+        (folder / f).is_file() for f in ("vocab.json", "merges.txt")
+    ):
+        return None
+    return (
+        f"clap_tokenizer: {folder} holds no tokenizer vocabulary; expected vocab.json + merges.txt "
+        "(or tokenizer.json), e.g. from AutoTokenizer.from_pretrained('roberta-base').save_pretrained(folder)"
+    )
+
+
+def _check_lm(lm: Any, errors: list[str]) -> str | None:
+    """The captioner's LM: a built-in name, a local causal-LM folder, or a hub name."""
+    if lm is None:
+        return None
+    if not isinstance(lm, str) or not lm.strip():
+        errors.append(
+            f"lm must be None (the profile's), {', '.join(BUILTIN_LMS)}, a hub name or a folder; got {lm!r}"
+        )
+        return None
+    if lm in BUILTIN_LMS:
+        return lm
+    if _is_local_lm(lm):
+        folder = _absolute(lm)
+        problem = _lm_folder_problem(folder)
+        if problem:
+            errors.append(f"lm={lm!r}: {problem}")
+        return str(folder)
+    if not _online():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = isinstance(try_to_load_from_cache(lm, "config.json"), str)
+        except Exception:  # a malformed repo id
+            cached = False
+        if not cached:
+            errors.append(
+                f"lm={lm!r} is a hub name, but the hub is not reachable and it is not in the local cache; "
+                f"pass a local folder (save_pretrained of the model and its tokenizer) or one of {', '.join(BUILTIN_LMS)}"
+            )
+    return lm
+
+
+def _lm_folder_problem(folder: Path) -> str | None:
+    import json
+
+    if not folder.is_dir():
+        return (
+            f"{folder} is not a folder (a local LM is a transformers folder: config.json, weights, tokenizer)"
+        )
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        return f"{folder} has no config.json; it is not a transformers model folder"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"{cfg_path} is not valid JSON ({e})"
+    archs = cfg.get("architectures") or []
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    if not archs:
+        try:
+            from transformers.models.auto.modeling_auto import (
+                MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal_types,
+            )
+        except ImportError:
+            causal_types = {}
+        causal = cfg.get("model_type") in causal_types
+    if not causal:
+        return (
+            f"{folder} is not a causal language model (config.json: architectures={archs}, "
+            f"model_type={cfg.get('model_type')!r}); the captioner needs a *ForCausalLM decoder"
+        )
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+        return f"{folder} has no weights (*.safetensors or pytorch_model.bin)"
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json); save the tokenizer there too"
+    return None
+
+
 def resolve_params(
     profile: str | Profile | None = None,
     dataset: str = "embedded",
@@ -251,19 +410,25 @@ def resolve_params(
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     seeds: list[int] | tuple[int, ...] | None = None,
+    lm: str | None = None,
+    clap_tokenizer: str | os.PathLike | None = None,
+    clap_amodel: str = "HTSAT-tiny",
+    clap_fusion: bool = False,
     **unknown: Any,
 ) -> Params:
     """Validate a notebook's parameters all at once and return them with the profile.
 
     Raises one ValueError listing every problem (unknown profile/dataset/encoder with the
     valid choices, missing checkpoint or data folder with how to get it, bad seeds, unknown
-    parameter names - papermill itself only warns about those).
+    parameter names - papermill itself only warns about those). Relative paths are taken
+    against the current directory; errors show the absolute path that was tried.
+    `lm` (None = the profile's decoder) replaces the profile's `lm`.
     """
     errors: list[str] = []
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds"
+            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion"
         )
     try:
         prof = get_profile(profile)
@@ -282,9 +447,11 @@ def resolve_params(
                 f"e.g. data_root='/data/{dataset}'"
             )
         else:
-            root = Path(data_root).expanduser()
+            root = _absolute(data_root)
             if not root.is_dir():
-                errors.append(f"data_root={str(data_root)!r} is not a folder; pass the {dataset} folder")
+                errors.append(
+                    f"data_root={str(data_root)!r} -> {root} is not a folder; pass the {dataset} folder"
+                )
     elif data_root is not None and dataset in DATASETS:
         errors.append(
             f"data_root is only used with dataset='audiocaps' or 'clotho', not {dataset!r}; drop it"
@@ -294,17 +461,37 @@ def resolve_params(
         errors.append(f"encoder={encoder!r} is not known; valid: {', '.join(ENCODERS)}")
     ckpt = None
     if clap_ckpt is not None:
-        ckpt = Path(clap_ckpt).expanduser()
+        ckpt = _absolute(clap_ckpt)
         if encoder != "laion-clap":
             errors.append(f"clap_ckpt is only used with encoder='laion-clap', not {encoder!r}; drop it")
         elif not ckpt.is_file():
-            errors.append(f"clap_ckpt={str(clap_ckpt)!r} does not exist; download it from {LAION_CKPT_URL}")
+            errors.append(
+                f"clap_ckpt={str(clap_ckpt)!r} -> {ckpt} does not exist; download it from {LAION_CKPT_URL}"
+            )
     elif encoder == "laion-clap" and not _online():
         errors.append(
             "encoder='laion-clap' without clap_ckpt needs the model hub, which is not reachable here: "
             f"download 630k-audioset-best.pt on a machine with internet ({LAION_CKPT_URL}) "
             "and pass clap_ckpt='/path/to/630k-audioset-best.pt'"
         )
+    tok = None
+    if clap_tokenizer is not None:
+        tok = _absolute(clap_tokenizer)
+        if encoder != "laion-clap":
+            errors.append(f"clap_tokenizer is only used with encoder='laion-clap', not {encoder!r}; drop it")
+        elif problem := _check_tokenizer_folder(tok):
+            errors.append(f"{problem} (clap_tokenizer={str(clap_tokenizer)!r})")
+    amodels = _laion_amodels()
+    if not isinstance(clap_amodel, str) or (amodels is not None and clap_amodel not in amodels):
+        errors.append(
+            f"clap_amodel={clap_amodel!r} is not a LAION-CLAP audio model; valid: {', '.join(amodels or [])} "
+            "(HTSAT-tiny for 630k-*.pt, HTSAT-base for music_audioset_epoch_15_esc_90.14.pt)"
+        )
+    if not isinstance(clap_fusion, bool):
+        errors.append(
+            f"clap_fusion must be True (630k-*-fusion-best.pt checkpoints) or False; got {clap_fusion!r}"
+        )
+    lm_value = _check_lm(lm, errors)
 
     seed_tuple = _check_seeds(seeds, prof.n_seeds, errors)
     resolved_device = device
@@ -316,6 +503,8 @@ def resolve_params(
 
     if errors:
         raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
+    if lm_value is not None and lm_value != prof.lm:
+        prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
     return Params(
         profile=prof,
         dataset=dataset,
@@ -324,4 +513,7 @@ def resolve_params(
         data_root=root,
         device=resolved_device,
         seeds=seed_tuple,
+        clap_tokenizer=tok,
+        clap_amodel=clap_amodel,
+        clap_fusion=clap_fusion,
     )

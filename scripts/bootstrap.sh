@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Set up everything dlink needs, once: Debian packages (Java for the captioning metrics,
-# the sound packages the embedded dataset is built from), then a virtual environment in
-# .venv with the pinned Python packages. A second run finds everything and does nothing.
+# Set up everything dlink needs, once: Java for the captioning metrics (any `java` on PATH,
+# e.g. conda-forge's openjdk from environment.yml, else Debian's openjdk-17-jre-headless), the
+# Debian sound packages the embedded dataset is built from (only when that dataset is used:
+# DLINK_SOUNDS=0, set by run_all.sh for `-p dataset audiocaps|clotho`, skips them), then a
+# virtual environment in .venv with the pinned Python packages. A second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 say() { printf '[bootstrap] %s\n' "$*"; }
 
-APT_PACKAGES=(openjdk-17-jre-headless ufoai-sound sound-theme-freedesktop wordwarvi-sound)
+APT_PACKAGES=()
+command -v java >/dev/null 2>&1 || APT_PACKAGES+=(openjdk-17-jre-headless)
+[ "${DLINK_SOUNDS:-1}" = 0 ] || APT_PACKAGES+=(ufoai-sound sound-theme-freedesktop wordwarvi-sound)
 # Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip)
 "$PY" -c "import ensurepip" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ ${#missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null 2>&1; then
+  say "missing: ${missing[*]} (Debian package names), and this machine has no apt-get."
+  say "Java: conda install -c conda-forge openjdk=17 (or any Java 11+ on PATH)."
+  say "The sound packages are needed only for the embedded dataset; for AudioCaps/Clotho run"
+  say "DLINK_SOUNDS=0 $0 (run_all.sh does so by itself for -p dataset audiocaps|clotho)."
+  exit 1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"
