@@ -8,13 +8,20 @@ and for each seed trains the embedded CLAP's heads on the first half of train, f
 (default config and profile training settings) and ridge on the other half, and reports test
 metrics for raw audio, ridge and Diffusion-Link, mean +- std over seeds.
 
-    .venv/bin/python benchmarks/split_unit.py            # -> results/split_unit.md, ~20 min on 2 CPU cores
+    .venv/bin/python benchmarks/split_unit.py                    # both arms, then the table
+    .venv/bin/python benchmarks/split_unit.py --unit recording   # one arm -> results/split_unit_<unit>.csv
+    .venv/bin/python benchmarks/split_unit.py --report           # the table from both CSVs
+
+Output: results/split_unit.md. Frozen-tower features are content-cached, so an arm whose scenes were
+embedded before (by the notebooks) costs only the heads and bridge fits (~10 min per arm on 2 cores).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,44 +81,50 @@ def shared_series(frames) -> float:
     )
 
 
-def main(seeds=(0, 1, 2), out=paths.RESULTS / "split_unit.md") -> int:
+def run_arm(unit: str, seeds=(0, 1, 2)) -> Path:
     prof = PROFILES["default"]
     rows = []
-    for unit in ("recording", "series"):
-        frames, root = build(unit)
-        n_enc = len(frames["train"]) // 2
-        enc_df, fit_df = frames["train"].iloc[:n_enc], frames["train"].iloc[n_enc:]
-        labels = list(frames["test"]["labels"].map(lambda s: ";".join(sorted(s.split(";")))))
-        leak = shared_series(frames)
-        for seed in seeds:
-            t0 = time.perf_counter()
-            heads = root.parent / f"{root.name}-heads-seed{seed}"
-            if not (heads / "config.json").is_file():
-                train_embedded_clap(enc_df, frames["val"], out=heads, seed=seed, max_epochs=prof.clap_epochs)
-            enc = load_encoder("embedded", checkpoint=heads)
-            emb = {
-                s: enc.embed_split_fast(df, progress=False) for s, df in (("fit", fit_df), *frames.items())
-            }
-            test = emb["test"]
-            val = pairs(emb["val"])
-            train_cfg = dict(epochs=prof.bridge_epochs, batch_size=prof.bridge_batch_size,
-                             patience=prof.bridge_patience, seed=seed, progress=False)  # fmt: skip
-            outs = {
-                "raw audio": test["audio"],
-                "ridge": make_bridge("ridge").fit(*pairs(emb["fit"]), val=val).transform(test["audio"]),
-                "diffusion_link": make_bridge("diffusion_link", **train_cfg)
-                .fit(*pairs(emb["fit"]), val=val)
-                .transform(test["audio"]),
-            }
-            for method, x in outs.items():
-                g = gap_report(x, test["text"][:, 0], seed=seed, labels=labels)
-                rows.append({"split unit": unit, "seed": seed, "method": method, SHARED: leak, **g})
-            print(f"{unit} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-    df = pd.DataFrame(rows)
+    frames, root = build(unit)
+    n_enc = len(frames["train"]) // 2
+    enc_df = frames["train"].iloc[:n_enc]
+    labels = list(frames["test"]["labels"].map(lambda s: ";".join(sorted(s.split(";")))))
+    leak = shared_series(frames)
+    for seed in seeds:
+        t0 = time.perf_counter()
+        heads = root.parent / f"{root.name}-heads-seed{seed}"
+        if not (heads / "config.json").is_file():
+            train_embedded_clap(enc_df, frames["val"], out=heads, seed=seed, max_epochs=prof.clap_epochs)
+        enc = load_encoder("embedded", checkpoint=heads)
+        emb = {s: enc.embed_split_fast(df, progress=False) for s, df in frames.items()}
+        emb["fit"] = {k: v[n_enc:] for k, v in emb["train"].items()}  # as dlink.experiment slices it
+        test = emb["test"]
+        val = pairs(emb["val"])
+        train_cfg = dict(epochs=prof.bridge_epochs, batch_size=prof.bridge_batch_size,
+                         patience=prof.bridge_patience, seed=seed, progress=False)  # fmt: skip
+        outs = {
+            "raw audio": test["audio"],
+            "ridge": make_bridge("ridge").fit(*pairs(emb["fit"]), val=val).transform(test["audio"]),
+            "diffusion_link": make_bridge("diffusion_link", **train_cfg)
+            .fit(*pairs(emb["fit"]), val=val)
+            .transform(test["audio"]),
+        }
+        for method, x in outs.items():
+            g = gap_report(x, test["text"][:, 0], seed=seed, labels=labels)
+            rows.append({"split unit": unit, "seed": seed, "method": method, SHARED: leak, **g})
+        print(f"{unit} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    path = paths.RESULTS / f"split_unit_{unit}.csv"
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    print("wrote", path)
+    return path
+
+
+def report(out=paths.RESULTS / "split_unit.md") -> int:
+    df = pd.concat([pd.read_csv(paths.RESULTS / f"split_unit_{u}.csv") for u in ("recording", "series")])
+    seeds = sorted(df["seed"].unique().tolist())
     keys = ["a2t_R1", "a2t_mAP_labels", "paired_cos_mean", "centroid_distance", "separability"]
     agg = df.groupby(["split unit", "method"], sort=False)[keys].agg(["mean", "std"])
     lines = [
-        f"Test metrics, mean +- std over seeds {list(seeds)} (each seed: its own encoder heads and bridges).",
+        f"Test metrics, mean +- std over seeds {seeds} (each seed: its own encoder heads and bridges).",
         "Share of test scenes holding a recording whose series is also in train: "
         + ", ".join(
             f"{u} split {df.loc[df['split unit'] == u, SHARED].iloc[0]:.2f}" for u in ("recording", "series")
@@ -127,6 +140,17 @@ def main(seeds=(0, 1, 2), out=paths.RESULTS / "split_unit.md") -> int:
     print(text)
     print("wrote", atomic_write_text(out, text))
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--unit", choices=("recording", "series"), help="run one arm only")
+    p.add_argument("--report", action="store_true", help="only write the table from both arms' CSVs")
+    args = p.parse_args(argv)
+    if not args.report:
+        for unit in [args.unit] if args.unit else ["recording", "series"]:
+            run_arm(unit)
+    return report() if args.report or not args.unit else 0
 
 
 if __name__ == "__main__":
