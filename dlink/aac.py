@@ -126,6 +126,17 @@ def summarize(records, base: str = "identity", level: float = 0.95) -> list[dict
     return out
 
 
+def _extra_metrics_note(records) -> str:
+    """Which of SPICE, SPIDEr, FENSE were computed (numbers in the records) and which were not."""
+    extra = ("SPICE", "SPIDEr", "FENSE")
+    missing = [m for m in extra if any(not isinstance(r.get(m), (int, float)) for r in records)]
+    if not missing:
+        return "SPICE, SPIDEr, FENSE: computed through aac-metrics (per-seed values in the records)."
+    return (
+        f"{', '.join(missing)}: unavailable (aac-metrics or its downloaded resources are not present here)."
+    )
+
+
 def write_results(records, stem, base: str = "identity", title: str = "") -> tuple[Path, Path]:
     """Write <stem>.csv (every summary number) and <stem>.md (the table the README shows). Atomic."""
     summary = summarize(records, base=base)
@@ -136,7 +147,7 @@ def write_results(records, stem, base: str = "identity", title: str = "") -> tup
     lines = [f"# {title}".rstrip(), "", f"{n_items} test items x {len(seeds)} seed(s) {seeds}; references: captions 2-5 of each item.",
              "Metrics: mean ± std over seeds. CIDEr-D [95 % CI]: seed-averaged per-item CIDEr-D, bootstrap over items.",
              f"Gain: relative CIDEr-D gain over `{base}` with the same decoder, paired bootstrap 95 % CI.",
-             "SPICE, SPIDEr, FENSE: unavailable (their resources cannot be downloaded here).", "",
+             _extra_metrics_note(records), "",
              "| decoder | method | " + " | ".join(SUMMARY_METRICS) + " | CIDEr-D [95 % CI] | distinct | gain [95 % CI] |",
              "| --- | --- |" + " ---: |" * (len(SUMMARY_METRICS) + 3)]  # fmt: skip
     for r in summary:
