@@ -6,8 +6,9 @@
 #   ./run_all.sh --profile smoke          # minutes, proves everything runs
 #   ./run_all.sh --profile full --force   # rerun every notebook
 #   ./run_all.sh --only 03 -p seeds "[0, 1, 2]"
+#   ./run_all.sh --lab                    # open the notebooks in JupyterLab (installed once)
 #
-# Options are those of `python -m dlink.pipeline --help`.
+# Options are those of `python -m dlink.pipeline --help` (and `python -m dlink.lab --help`).
 set -euo pipefail
 # relative paths in -p values are the user's: dlink.pipeline resolves them against this folder
 export DLINK_USER_CWD="$PWD"
@@ -16,5 +17,9 @@ cd "$(dirname "$0")"
 # the Debian sound packages only build the embedded dataset: not needed for AudioCaps / Clotho
 args=" $* "
 case "$args" in *" dataset audiocaps "*|*" dataset clotho "*) export DLINK_SOUNDS=0 ;; esac
-scripts/bootstrap.sh
+if [ "${1:-}" = "--lab" ]; then
+  scripts/bootstrap.sh --lab  # JupyterLab is an extra: only this command installs it
+else
+  scripts/bootstrap.sh
+fi
 exec .venv/bin/python -m dlink.pipeline "$@"

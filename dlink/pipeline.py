@@ -3,6 +3,7 @@
     ./run_all.sh [--force] [--profile smoke|default|full] [--only 03] [-p NAME VALUE ...]
     python -m dlink.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
     python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs before committing
+    ./run_all.sh --lab [--port N ...]     # open the notebooks in JupyterLab instead (dlink.lab)
 
 What a run does:
 - executes notebooks/[0-9][0-9]_*.ipynb in order, each into runs/<profile>/NN_name.ipynb
@@ -27,6 +28,9 @@ What a run does:
   The key also holds the profile's fields and a hash of the dlink package's source, so a
   changed profile or code reruns the notebooks (cached bridges and captioners are keyed by
   their own config and code, so an unaffected one is reused, not retrained).
+- live progress (unless --no-progress): a line when each code cell starts, the kernel's output
+  (its prints and tqdm bars) relayed as it comes, and a heartbeat line after 30 s of silence
+  (dlink._progress), so no step runs a silent minute.
 - it stops at the first failure, naming the notebook, the cell (1-based, counted in the source
   notebook), its execution count and the exception; prints each notebook's time; and ends by
   listing the files under figures/ and results/ that the run created or changed.
@@ -61,7 +65,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dlink import paths
+from dlink import _progress, paths
 from dlink._io import atomic_write_text, read_json, write_json
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -446,16 +450,22 @@ def _execute(nb: Path, out: Path, parameters: dict, progress: bool) -> float:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial.ipynb")
     t0 = time.perf_counter()
+    # progress: each cell's first line, the kernel's output as it comes, a heartbeat when quiet
+    # (dlink._progress); papermill's own bar would fight the relayed bars for the line
+    live = _progress.CellProgress(nb.stem, sys.stdout) if progress else contextlib.nullcontext()
+    engine = {"engine_name": _progress.register_engine(), "progress": live} if progress else {}
     try:
-        pm.execute_notebook(
-            str(nb),
-            str(tmp),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            language="python",
-            progress_bar=progress,
-            cwd=str(nb.parent),  # as when a reader opens it in Jupyter
-        )
+        with live:
+            pm.execute_notebook(
+                str(nb),
+                str(tmp),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                language="python",
+                progress_bar=False,
+                cwd=str(nb.parent),  # as when a reader opens it in Jupyter
+                **engine,
+            )
     except pm.PapermillExecutionError as e:
         kept = out.with_name(f"{out.stem}.failed.ipynb")
         if tmp.is_file():
@@ -506,7 +516,9 @@ def strip_outputs(path: str | os.PathLike) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m dlink.pipeline", description="Run the numbered notebooks in order (resumable)."
+        prog="python -m dlink.pipeline",
+        description="Run the numbered notebooks in order (resumable).",
+        epilog="--lab [OPTIONS] instead opens the notebooks in JupyterLab: see python -m dlink.lab --help.",
     )
     ap.add_argument(
         "--profile", default=None, help="smoke | default | full (default: $DLINK_PROFILE or default)"
@@ -523,7 +535,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--runs", default=str(paths.ROOT / "runs"), help="where executed notebooks go (default runs/)"
     )
-    ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    ap.add_argument(
+        "--no-progress", action="store_true",
+        help="print only each notebook's start and end (not its cells, output and heartbeat)",
+    )  # fmt: skip
     return ap
 
 
@@ -533,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         changed = [p for p in argv[1:] if strip_outputs(p)]
         print(f"[pipeline] stripped outputs of {len(changed)} of {len(argv) - 1} notebook(s)")
         return 0
+    if argv[:1] == ["--lab"]:
+        from dlink import lab
+
+        return lab.main(argv[1:])
     args = _parser().parse_args(argv)
     params = {}
     for name, value in args.parameter:
