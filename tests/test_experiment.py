@@ -56,7 +56,10 @@ def test_tune_chooses_inference_settings_on_validation_by_one_rule(tmp_path, mon
     assert pick["a2t_R1"] >= top - 0.005  # the rule: best R@1 (ties to the smaller centroid distance)
     # Diffusion-Link and Diffusion Bridge get the same grid; bridges with nothing to tune get none
     assert X.tuning_grid(P, "diffusion_link") == X.tuning_grid(P, "diffusion_bridge")
-    assert X.tuning_grid(P, "ridge") == [{}] and X.tune(P, "ridge", make_bridge("ridge").fit(a, t), emb, 0)[0] == {}
+    assert (
+        X.tuning_grid(P, "ridge") == [{}]
+        and X.tune(P, "ridge", make_bridge("ridge").fit(a, t), emb, 0)[0] == {}
+    )
     # bridged() applies the chosen settings and records them
     out = X.bridged(P, emb, seed=0, methods=["projection"])
     assert out["projection"]["settings"] == chosen
