@@ -86,6 +86,10 @@ def _as_embeddings(x, name: str) -> np.ndarray:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
+    # divide by each row's largest entry first, so finite rows with huge or tiny entries do not
+    # overflow or underflow the norm
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    x = x / np.where(peak > 0, peak, 1.0)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     if (n < 1e-12).any():
         raise ValueError("an embedding has zero norm, so its cosine similarity is undefined")
@@ -181,6 +185,16 @@ def label_set_map(query, gallery, labels) -> float:
     return float(aps.mean())
 
 
+def _two_sets(x, y, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two embedding sets (N, D) and (M, D) for a distribution distance."""
+    a, b = _as_embeddings(x, "x"), _as_embeddings(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x and y must share the embedding dim D; got x {a.shape}, y {b.shape}")
+    if min(len(a), len(b)) < min_rows:
+        raise ValueError(f"x and y need >= {min_rows} rows each; got {len(a)} and {len(b)}")
+    return a, b
+
+
 def frechet_distance(x, y) -> float:
     """Frechet distance between Gaussians fitted to x (N, D) and y (M, D).
 
@@ -188,7 +202,7 @@ def frechet_distance(x, y) -> float:
     square root taken as sum(sqrt(eig(S_x^1/2 S_y S_x^1/2))): that matrix is symmetric PSD, so
     eigh is stable where scipy.linalg.sqrtm on the non-symmetric product can go complex.
     """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = _two_sets(x, y, 2)
     mu_x, mu_y = x.mean(0), y.mean(0)
     s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     from threadpoolctl import threadpool_limits
@@ -212,8 +226,13 @@ def mmd2_rbf(x, y, bandwidth: float | None = None, unbiased: bool = True) -> flo
     for samples of one distribution; `unbiased=False` gives the biased V-statistic (>= 0).
     O((n+m)^2 D): subsample large sets first (gap_report does).
     """
+    x, y = _two_sets(x, y, 2)
+    if bandwidth is not None and not (
+        isinstance(bandwidth, (int, float, np.floating)) and math.isfinite(bandwidth) and bandwidth > 0
+    ):
+        raise ValueError(f"bandwidth must be a number > 0 or None (median heuristic); got {bandwidth!r}")
     # float32 Gram: the kernel values need ~1e-6, not 1e-15, and it halves the time
-    z = np.concatenate([np.asarray(x, np.float32), np.asarray(y, np.float32)])
+    z = np.concatenate([x.astype(np.float32), y.astype(np.float32)])
     sq = (z * z).sum(1)
     d2 = np.clip(sq[:, None] + sq[None, :] - 2.0 * (z @ z.T), 0.0, None)
     if bandwidth is None:
@@ -244,7 +263,8 @@ def knn_mixing(x, y, k: int = 10) -> tuple[float, float]:
     nearest neighbours from the other set; normalised = share / its value under perfect mixing,
     where a point's neighbours are a random draw from the others: (2 n m / (n + m - 1)) / (n + m).
     """
-    xu, yu = _unit(np.asarray(x, dtype=np.float64)), _unit(np.asarray(y, dtype=np.float64))
+    x, y = _two_sets(x, y, 1)
+    xu, yu = _unit(x), _unit(y)
     z = np.concatenate([xu, yu]).astype(np.float32)
     label = np.r_[np.zeros(len(xu), bool), np.ones(len(yu), bool)]
     total = len(z)
@@ -277,6 +297,11 @@ def separability(x, y, folds: int = 5, seed: int = 0, paired: bool = False) -> f
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    x, y = _two_sets(x, y, 2)
+    if not (isinstance(folds, (int, np.integer)) and 2 <= folds <= min(len(x), len(y))):
+        raise ValueError(
+            f"folds must be an int in 2..{min(len(x), len(y))} (rows of the smaller set); got {folds!r}"
+        )
     z = np.concatenate([x, y]).astype(np.float32)
     lab = np.r_[np.zeros(len(x), int), np.ones(len(y), int)]
     if paired:

@@ -129,3 +129,29 @@ def test_label_set_map_counts_same_label_texts_as_hits():
     assert 0.1 < chance < 0.6
     with pytest.raises(ValueError, match="N labels"):
         label_set_map(t, t, labels[:5])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda f: f.frechet_distance(np.ones((5, 3)), np.ones((5, 4))), "share the embedding dim"),
+        (lambda f: f.mmd2_rbf(np.eye(5), np.eye(5), bandwidth="x"), "bandwidth must be a number"),
+        (lambda f: f.separability(np.eye(6), np.eye(6)[::-1], folds=1), "folds must be an int"),
+        (lambda f: f.knn_mixing(np.full((3, 2), np.nan), np.ones((3, 2))), "NaN/inf"),
+    ],
+)
+def test_distribution_distances_check_their_inputs(call, match):
+    import dlink.gap as f
+
+    with pytest.raises(ValueError, match=match):
+        call(f)
+
+
+def test_unit_rows_do_not_overflow():
+    from dlink.gap import gap_report
+
+    rng = np.random.default_rng(0)
+    a, t = rng.standard_normal((20, 4)), rng.standard_normal((20, 4))
+    small, huge = gap_report(a, t, max_points=20), gap_report(a * 1e300, t, max_points=20)
+    for k in ("centroid_distance", "paired_cos_mean", "a2t_R1"):
+        assert huge[k] == pytest.approx(small[k], abs=1e-9), k
