@@ -124,16 +124,25 @@ def retrieval_recall(
     query: (N, D); gallery: (M, D). Query i's correct items are the gallery rows j with
     gallery_ids[j] == i (default: row i, so M == N). This handles several captions per clip:
     gallery = (N*C, D) text, gallery_ids = np.repeat(np.arange(N), C).
+    Returns {"R@k": share of queries whose rank (`retrieval_ranks`) is < k} for each k in ks.
+    """
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive integers; got {ks}")
+    ranks = retrieval_ranks(query, gallery, gallery_ids)
+    return {f"R@{k}": float((ranks < k).mean()) for k in ks}
+
+
+def retrieval_ranks(query, gallery, gallery_ids=None) -> np.ndarray:
+    """(N,) int: each query's rank in cosine retrieval (0 = its correct item scores highest).
+
     A query's rank is the number of wrong gallery items scoring >= its best correct item, so ties
-    count against the query (degenerate, all-equal embeddings cannot score well).
-    Returns {"R@k": share of queries whose rank < k} for each k in ks.
+    count against the query (degenerate, all-equal embeddings cannot score well). Arguments as in
+    `retrieval_recall`; per-item hits (rank < k) are what item-bootstrap intervals resample.
     """
     q, g = _unit(_as_embeddings(query, "query")), _unit(_as_embeddings(gallery, "gallery"))
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query and gallery must share D; got {q.shape} and {g.shape}")
-    ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive integers; got {ks}")
     if gallery_ids is None:
         if q.shape[0] != g.shape[0]:
             raise ValueError(
@@ -160,7 +169,7 @@ def retrieval_recall(
             correct = ids[None, :] == (s + rows)[:, None]
             best = np.where(correct, sims, -np.inf).max(axis=1)
             ranks[s + rows] = ((sims >= best[:, None]) & ~correct).sum(axis=1)
-    return {f"R@{k}": float((ranks < k).mean()) for k in ks}
+    return ranks
 
 
 def label_set_map(query, gallery, labels) -> float:
@@ -374,3 +383,72 @@ def gap_report(
             out["a2t_mAP_labels"] = label_set_map(a, t, labels)
     assert all(isinstance(v, float) and not math.isinf(v) for v in out.values())
     return out
+
+
+def gap_intervals(
+    outputs: dict[str, list], text: list, versus: str, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> list[dict]:
+    """Item-bootstrap intervals of the centroid distance and R@1, and of each method's difference to
+    `versus`, over the test items (paired: one resample of items for every method and seed).
+
+    outputs: {method: [ (N, D) bridged test audio of seed s, ... ]}; text: [ (N, D) paired test text of
+    seed s, ... ] (row i pairs with row i; the same items, in the same order, for every seed).
+    A resample draws N items with replacement; per seed, the centroid distance is recomputed on the
+    drawn pairs and R@1 is the share of drawn queries ranked first against the FULL gallery of N
+    texts; both are averaged over seeds. The intervals cover item sampling, not training seeds (the
+    gap table's ± std covers those). The norm of a resampled mean is biased upwards (noise adds length),
+    so its intervals are percentile intervals shifted by the bootstrap's bias (mean of the resamples
+    minus the estimate); R@1, a mean, gets plain percentile intervals. Returns one dict per method: centroid_distance, R1 (means over
+    seeds on all items) with _lo/_hi, and d_centroid / d_R1 = method - versus with _lo/_hi.
+    """
+    if versus not in outputs:
+        raise ValueError(f"versus={versus!r} is not one of the methods {list(outputs)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    n_seeds = len(text)
+    texts = [_unit(_as_embeddings(t, f"text[{s}]")) for s, t in enumerate(text)]
+    n = texts[0].shape[0]
+    if any(t.shape[0] != n for t in texts):
+        raise ValueError("every seed's text must hold the same N test items")
+    # weights (B, N): how often each item is drawn in each resample, / N; row b of W @ x is the mean of x
+    # over resample b, which never materialises a (B, N, D) array
+    idx = np.random.default_rng(seed).integers(0, n, size=(int(n_boot), n))
+    w = np.zeros((int(n_boot), n))
+    np.add.at(w, (np.arange(int(n_boot))[:, None], idx), 1.0 / n)
+    stats: dict[str, dict[str, tuple[float, np.ndarray]]] = {}
+    for method, per_seed in outputs.items():
+        if len(per_seed) != n_seeds:
+            raise ValueError(f"{method}: {len(per_seed)} seeds of outputs but {n_seeds} of text")
+        full = {"centroid_distance": 0.0, "R1": 0.0}
+        boot = {"centroid_distance": np.zeros(len(w)), "R1": np.zeros(len(w))}
+        for s, t in enumerate(texts):
+            a = _unit(_as_embeddings(per_seed[s], f"outputs[{method!r}][{s}]"))
+            if a.shape != t.shape:
+                raise ValueError(f"outputs[{method!r}][{s}] has shape {a.shape}, text[{s}] {t.shape}")
+            diff = a - t  # the centroid distance is the norm of the mean paired difference
+            hits = (retrieval_ranks(a, t) == 0).astype(np.float64)
+            full["centroid_distance"] += float(np.linalg.norm(diff.mean(0))) / n_seeds
+            full["R1"] += float(hits.mean()) / n_seeds
+            boot["centroid_distance"] += np.linalg.norm(w @ diff, axis=1) / n_seeds
+            boot["R1"] += (w @ hits) / n_seeds
+        stats[method] = {k: (full[k], boot[k]) for k in full}
+    q = ((1 - level) / 2, 1 - (1 - level) / 2)
+    rows = []
+    for method, st in stats.items():
+        row: dict = {"method": method, "n_seeds": n_seeds, "n_items": n}
+        for key, short in (("centroid_distance", "centroid"), ("R1", "R1")):
+            value, boots = st[key]
+            ref_value, ref_boots = stats[versus][key]
+            shift = key == "centroid_distance"  # a norm: biased upwards under resampling; R@1 is a mean
+            lo, hi = _quantiles(boots, value, q, shift)
+            dlo, dhi = _quantiles(boots - ref_boots, value - ref_value, q, shift)
+            row |= {key: value, f"{key}_lo": float(lo), f"{key}_hi": float(hi),
+                    f"d_{short}": value - ref_value, f"d_{short}_lo": float(dlo), f"d_{short}_hi": float(dhi)}  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def _quantiles(boots: np.ndarray, estimate: float, q, shift: bool) -> tuple[float, float]:
+    """Percentile interval of `boots`; with shift, moved by the bootstrap's bias (mean - estimate)."""
+    lo, hi = np.quantile(boots, q) - ((boots.mean() - estimate) if shift else 0.0)
+    return float(lo), float(hi)

@@ -87,11 +87,18 @@ def _aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> list[dict
     return out
 
 
-def _best(groups: list[dict], metric: str, direction, decimals: int) -> set[int]:
-    """Indices of the groups holding the best displayed mean (ties at display precision all win)."""
+def _best(
+    groups: list[dict], metric: str, direction, decimals: int, skip: set[int] = frozenset()
+) -> set[int]:
+    """Indices of the groups holding the best displayed mean (ties at display precision all win);
+    groups in `skip` (calibration rows) are never ranked."""
     if direction is None:
         return set()
-    cand = {i: round(g[metric][0], decimals) for i, g in enumerate(groups) if g[metric][2] is None}
+    cand = {
+        i: round(g[metric][0], decimals)
+        for i, g in enumerate(groups)
+        if g[metric][2] is None and i not in skip
+    }
     if len(cand) < 2:  # a lone number is not "best" of anything
         return set()
     if direction == "higher":
@@ -115,6 +122,7 @@ def write_table(
     metrics: list[str] | None = None,
     higher_is_better: bool | Mapping[str, object] | None = None,
     decimals: int = 3,
+    reference: Iterable[str] = (),
 ) -> tuple[Path, Path]:
     """Write stem.csv and stem.md summarising `rows` over seeds; return (csv_path, md_path).
 
@@ -127,6 +135,8 @@ def write_table(
       0.5 for separability) or None (not ranked). Unlisted metrics use GAP_DIRECTIONS if named
       there, else "higher" (captioning metrics).
     decimals: digits shown in the markdown; the best is decided on the displayed (rounded) means.
+    reference: values of the (first) `by` column naming calibration rows (a floor, an oracle): shown
+      in italics, never ranked, so the bold marks the best method, not the oracle.
 
     CSV: by-columns, n_seeds, then <metric>_mean and <metric>_std (sample std, ddof=1; NaN with
     one seed). Markdown: "mean ± std" (just the mean with one seed), best in bold, a ↑/↓/→target
@@ -186,7 +196,12 @@ def write_table(
         csv_rows.append(rec)
     csv_path = atomic_write_text(_out_path(stem, ".csv"), pd.DataFrame(csv_rows).to_csv(index=False))
 
-    best = {m: _best(groups, m, dirs[m], decimals) for m in metrics}
+    reference = {str(r) for r in reference}
+    skip = {i for i, g in enumerate(groups) if str(g[by[0]]) in reference}
+    if len(skip) != len(reference):
+        found = {str(groups[i][by[0]]) for i in skip}
+        raise ValueError(f"reference row(s) {sorted(reference - found)} are not values of column {by[0]!r}")
+    best = {m: _best(groups, m, dirs[m], decimals, skip) for m in metrics}
 
     def head(m):
         d = dirs[m]
@@ -207,11 +222,63 @@ def write_table(
     ]
     for i, g in enumerate(groups):
         cells = [_md_escape(g[c]) for c in by] + [str(g["n_seeds"])] + [cell(i, m) for m in metrics]
+        if i in skip:
+            cells[0] = f"*{cells[0]}*"
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Mean ± std over n seeds (sample std); bold = best per column "
-        f"(↑ higher, ↓ lower, →x closest to x), decided at {decimals} decimals.",
+        f"(↑ higher, ↓ lower, →x closest to x), decided at {decimals} decimals"
+        + ("; rows in italics are calibration (floor / oracle), never ranked." if skip else "."),
+    ]
+    md_path = atomic_write_text(_out_path(stem, ".md"), "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def write_intervals(
+    rows: list[dict], stem: str | os.PathLike, versus: str, decimals: int = 3
+) -> tuple[Path, Path]:
+    """Write `dlink.gap.gap_intervals` rows as stem.csv and stem.md; return (csv_path, md_path).
+
+    The markdown shows each method's centroid distance and R@1 with its 95 % item-bootstrap interval,
+    and its difference to `versus` with the paired interval; a difference whose interval excludes 0
+    is marked "(resolved)".
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: nothing to tabulate")
+    need = {"method", "centroid_distance", "R1", "d_centroid", "d_R1"}
+    missing = need - set(rows[0])
+    if missing:
+        raise ValueError(f"rows lack {sorted(missing)}: pass the output of dlink.gap.gap_intervals")
+    csv_path = atomic_write_text(_out_path(stem, ".csv"), pd.DataFrame(rows).to_csv(index=False))
+
+    def ci(r, key):
+        return f"{r[key]:.{decimals}f} [{r[key + '_lo']:.{decimals}f}, {r[key + '_hi']:.{decimals}f}]"
+
+    def delta(r, key):
+        if r["method"] == versus:
+            return "-"
+        resolved = r[key + "_lo"] > 0 or r[key + "_hi"] < 0
+        text = f"{r[key]:+.{decimals}f} [{r[key + '_lo']:+.{decimals}f}, {r[key + '_hi']:+.{decimals}f}]"
+        return text + (" (resolved)" if resolved else "")
+
+    lines = [
+        f"| method | centroid distance ↓ [95 % CI] | minus {versus} | a2t R@1 ↑ [95 % CI] | minus {versus} |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {_md_escape(r['method'])} | {ci(r, 'centroid_distance')} | {delta(r, 'd_centroid')} | "
+        f"{ci(r, 'R1')} | {delta(r, 'd_R1')} |"
+        for r in rows
+    ]
+    r0 = rows[0]
+    lines += [
+        "",
+        f"All {r0['n_items']} test items, {r0['n_seeds']} seed(s) averaged; 95 % bootstrap intervals over test "
+        "items (one resample shared by all methods and seeds, so differences are paired; percentile intervals, "
+        "for the centroid distance shifted by the bootstrap's bias, since a resampled norm is biased upwards). "
+        "They cover item sampling, not training seeds (see the gap table's ± std).",
     ]
     md_path = atomic_write_text(_out_path(stem, ".md"), "\n".join(lines) + "\n")
     return csv_path, md_path

@@ -42,8 +42,14 @@ def _gap_table(results: Path) -> list[str]:
     rows = []
     for _, r in df.iterrows():
         cells = [f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}" for c in cols]
-        rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+        name = f"*{r['method']}*" if str(r["method"]).startswith(("floor:", "oracle:")) else r["method"]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return head + rows
+
+
+def _has_calibration(results: Path) -> bool:
+    methods = pd.read_csv(results / "gap_metrics.csv")["method"].astype(str)
+    return bool(methods.str.startswith(("floor:", "oracle:")).any())
 
 
 def _verdict(results: Path, stem: str, paper: str) -> str:
@@ -100,11 +106,27 @@ def section(results: Path) -> str:
         "",
         "**Result 1, the gap table** (notebook 04, `results/gap_metrics.md` has every column; test split, "
         "mean ± std over seeds; each seed trains its own encoder heads and refits every learned bridge, "
-        "whose inference settings are chosen on validation by one rule, below):",
+        "whose inference settings are chosen on validation by one rule, below"
+        + (
+            "; rows in italics calibrate: the floor gives each item another scene's caption, the oracle "
+            "the scene's own second caption):"
+            if _has_calibration(results)
+            else "):"
+        ),
         "",
         *_gap_table(results),
         "",
     ]
+    if (results / "gap_intervals.md").is_file():
+        md = (results / "gap_intervals.md").read_text()
+        notes = [line for line in md.splitlines() if line and not line.startswith("|")]
+        out += [
+            "**Which gap differences the test items resolve** (`results/gap_intervals.md`): "
+            + " ".join(notes),
+            "",
+            *_table_lines(md),
+            "",
+        ]
     if (results / "bridge_settings.md").is_file():
         out += [
             "**Inference settings chosen on validation** (`results/bridge_settings.md`; highest R@1, ties to the "

@@ -155,3 +155,62 @@ def test_unit_rows_do_not_overflow():
     small, huge = gap_report(a, t, max_points=20), gap_report(a * 1e300, t, max_points=20)
     for k in ("centroid_distance", "paired_cos_mean", "a2t_R1"):
         assert huge[k] == pytest.approx(small[k], abs=1e-9), k
+
+
+def _unit_rows(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
+    from dlink.gap import gap_intervals
+
+    rng = np.random.default_rng(0)
+    n, d = 300, 32
+    texts, out = [], {"near": [], "far": [], "far_twin": []}
+    for _ in range(3):  # seeds
+        t = _unit_rows(rng.normal(size=(n, d)))
+        texts.append(t)
+        out["near"].append(_unit_rows(t + 0.3 * rng.normal(size=(n, d))))  # paired, small gap
+        shift = np.zeros(d)
+        shift[0] = 1.5
+        far = _unit_rows(t + 1.0 * rng.normal(size=(n, d)) + shift)  # big gap, weaker pairing
+        out["far"].append(far)
+        out["far_twin"].append(far.copy())
+    rows = {r["method"]: r for r in gap_intervals(out, texts, versus="near", n_boot=500)}
+    near, far, twin = rows["near"], rows["far"], rows["far_twin"]
+    for r in rows.values():  # the point estimate sits inside its interval
+        assert r["centroid_distance_lo"] <= r["centroid_distance"] <= r["centroid_distance_hi"]
+        assert r["R1_lo"] <= r["R1"] <= r["R1_hi"]
+    assert near["d_centroid"] == 0 and near["d_centroid_lo"] == 0 == near["d_centroid_hi"]
+    assert far["d_centroid_lo"] > 0  # far's gap is larger than near's, resolved
+    assert far["d_R1_hi"] < 0  # and its retrieval worse, resolved
+    assert twin["centroid_distance"] == far["centroid_distance"]
+    # the centroid distance matches gap_report's on all items, averaged over seeds
+    ref = np.mean([gap_report(a, t)["centroid_distance"] for a, t in zip(out["far"], texts, strict=True)])
+    assert far["centroid_distance"] == pytest.approx(ref, rel=1e-9)
+
+
+def test_gap_intervals_bad_input():
+    from dlink.gap import gap_intervals
+
+    t = [np.eye(12)]
+    with pytest.raises(ValueError, match="versus='x'"):
+        gap_intervals({"a": [np.eye(12)]}, t, versus="x")
+    with pytest.raises(ValueError, match="1 seeds of outputs but 2"):
+        gap_intervals({"a": [np.eye(12)]}, t * 2, versus="a")
+    with pytest.raises(ValueError, match="shape"):
+        gap_intervals({"a": [np.eye(12)[:10]]}, t, versus="a")
+
+
+def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():
+    from dlink.experiment import FLOOR, ORACLE, gap_calibration
+
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(50, 3, 8))
+    cal = gap_calibration(text, seed=4)
+    assert np.array_equal(cal[ORACLE], text[:, 1])
+    floor = cal[FLOOR]
+    # every row is caption 1 of some OTHER scene, each scene used once
+    src = [int(np.flatnonzero((text[:, 1] == row).all(1))[0]) for row in floor]
+    assert sorted(src) == list(range(50)) and all(s != i for i, s in enumerate(src))
+    assert list(gap_calibration(text[:, :1], seed=0)) == [FLOOR]  # one caption: no oracle

@@ -114,3 +114,51 @@ def test_relative_stem_may_not_leave_results(tmp_path, monkeypatch, stem):
     with pytest.raises(ValueError, match="stem"):
         write_table(_rows(), stem)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written anywhere
+
+
+def test_reference_rows_are_shown_but_never_ranked(tmp_path):
+    rows = [{"method": "a", "seed": 0, "x": 0.5}, {"method": "b", "seed": 0, "x": 0.4},
+            {"method": "oracle", "seed": 0, "x": 0.9}]  # fmt: skip
+    _, md = write_table(rows, tmp_path / "t", higher_is_better=True, reference=["oracle"])
+    text = md.read_text()
+    assert "| a | 1 | **0.500** |" in text and "| *oracle* | 1 | 0.900 |" in text
+    with pytest.raises(ValueError, match="not values of column"):
+        write_table(rows, tmp_path / "t", reference=["nope"])
+
+
+def test_write_intervals_marks_resolved_differences(tmp_path):
+    from dlink.tables import write_intervals
+
+    base = {"n_seeds": 3, "n_items": 300, "centroid_distance": 0.2, "centroid_distance_lo": 0.19,
+            "centroid_distance_hi": 0.21, "R1": 0.1, "R1_lo": 0.08, "R1_hi": 0.12}  # fmt: skip
+    rows = [
+        base
+        | {
+            "method": "dl",
+            "d_centroid": 0.0,
+            "d_centroid_lo": 0.0,
+            "d_centroid_hi": 0.0,
+            "d_R1": 0.0,
+            "d_R1_lo": 0.0,
+            "d_R1_hi": 0.0,
+        },  # fmt: skip
+        base
+        | {
+            "method": "db",
+            "d_centroid": 0.02,
+            "d_centroid_lo": 0.01,
+            "d_centroid_hi": 0.03,
+            "d_R1": 0.01,
+            "d_R1_lo": -0.01,
+            "d_R1_hi": 0.03,
+        },  # fmt: skip
+    ]
+    _, md = write_intervals(rows, tmp_path / "iv", versus="dl")
+    text = md.read_text()
+    assert (
+        "| db | 0.200 [0.190, 0.210] | +0.020 [+0.010, +0.030] (resolved) | 0.100 [0.080, 0.120] | +0.010 [-0.010, +0.030] |"
+        in text
+    )
+    assert "| dl |" in text and "All 300 test items, 3 seed(s)" in text
+    with pytest.raises(ValueError, match="gap_intervals"):
+        write_intervals([{"method": "x"}], tmp_path / "iv", versus="x")
