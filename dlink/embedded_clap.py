@@ -33,7 +33,8 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import load_checkpoint, save_checkpoint, write_json
-from dlink.encoders import Encoder, cached, content_key, file_sha256, l2_normalize, load_audio
+from dlink.cache import cached, content_key, file_sha256
+from dlink.encoder_base import Encoder, l2_normalize
 
 MAX_SECONDS = 10.0
 TOWERS = ("aisfx", "logmel")
@@ -155,6 +156,8 @@ def tower_fingerprint(tower: str) -> str:
 def audio_features(items: list, tower: str, batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Frozen audio-tower features of file paths (content-cached): `(N, F) float32`."""
     from tqdm.auto import tqdm
+
+    from dlink.data import load_audio
 
     if tower not in _AUDIO_TOWERS:
         raise ValueError(f"unknown audio tower {tower!r}; choose one of {TOWERS}")

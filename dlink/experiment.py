@@ -51,9 +51,10 @@ def _short(text: str) -> str:
 
 
 def _code_hash(*modules: str) -> str:
-    """Hash of dlink modules' source: a cached artifact made by older code is not reused."""
-    here = Path(__file__).resolve().parent
-    return _short("".join((here / f"{m}.py").read_text() for m in modules))
+    """Short hash of dlink modules' source: a cached artifact made by older code is not reused."""
+    from dlink.cache import code_hash
+
+    return code_hash(*(f"{m}.py" for m in modules))[:8]
 
 
 def run_dir(P) -> Path:

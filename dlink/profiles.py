@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlink.device import resolve_device
+
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
 PROFILE_ENV = "DLINK_PROFILE"
@@ -200,32 +202,6 @@ class Params:
             f"profile={p.name} dataset={self.dataset}({p.dataset_size}) encoder={self.encoder} "
             f"device={self.device} seeds={list(self.seeds)} lm={p.lm}"
         )
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' if torch sees a GPU else 'cpu'; an explicit device is checked."""
-    if not isinstance(device, str) or not device:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
-    import torch  # late: resolving profiles must not import torch unless a device is asked for
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='auto' or 'cpu'")
-        idx = device.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
-            raise ValueError(
-                f"device={device!r}: torch sees {torch.cuda.device_count()} GPU(s) (cuda:0..); fix the index"
-            )
-        return device
-    if device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device='mps' but MPS is not available here; use device='auto' or 'cpu'")
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
 
 
 def _online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
