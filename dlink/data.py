@@ -323,8 +323,8 @@ def _is_complete(folder: Path) -> bool:
 
 
 def _code_hash() -> str:
-    """Hash of the code that decides what a build holds (this module and the clip catalogue)."""
-    return code_hash("data.py", "sounds.py")[:16]
+    """Hash of the code and data that decide what a build holds (this module and the clip catalogue)."""
+    return code_hash("data.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
 
 
 _MARKER = ".dlink-embedded-dataset"  # written first into every build: proof the builder made the folder
