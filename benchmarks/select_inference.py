@@ -29,11 +29,11 @@ def main(out="docs/inference_selection.csv"):
         print(rows[-1], flush=True)
 
     report("raw", val["audio"])
-    ridge = make_bridge("ridge").fit(*X.pairs(emb["fit"]), val=X.pairs(emb["val"]))
+    ridge = make_bridge("ridge").fit(*X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]))
     report(f"ridge lam={float(ridge.lam)}", ridge.transform(val["audio"]))
     for centre in ("none", "modality"):
         link = make_bridge("diffusion_link", epochs=20, patience=3, centre=centre, progress=False)
-        link.fit(*X.pairs(emb["fit"]), val=X.pairs(emb["val"]))
+        link.fit(*X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]))
         for noise in (False, True):
             for k in (100, 300, 500, 700):
                 for s in (1, 5):

@@ -31,7 +31,7 @@ from dlink._io import atomic_write_text
 from dlink.baselines import make_bridge
 from dlink.embedded_clap import train_embedded_clap
 from dlink.encoders import load_encoder
-from dlink.experiment import pairs
+from dlink.experiment import bridge_pairs
 from dlink.gap import gap_report
 from dlink.profiles import PROFILES
 
@@ -98,14 +98,14 @@ def run_arm(unit: str, seeds=(0, 1, 2)) -> Path:
         emb = {s: enc.embed_split_fast(df, progress=False) for s, df in frames.items()}
         emb["fit"] = {k: v[n_enc:] for k, v in emb["train"].items()}  # as dlink.experiment slices it
         test = emb["test"]
-        val = pairs(emb["val"])
+        val = bridge_pairs(emb["val"])
         train_cfg = dict(epochs=prof.bridge_epochs, batch_size=prof.bridge_batch_size,
                          patience=prof.bridge_patience, seed=seed, progress=False)  # fmt: skip
         outs = {
             "raw audio": test["audio"],
-            "ridge": make_bridge("ridge").fit(*pairs(emb["fit"]), val=val).transform(test["audio"]),
+            "ridge": make_bridge("ridge").fit(*bridge_pairs(emb["fit"]), val=val).transform(test["audio"]),
             "diffusion_link": make_bridge("diffusion_link", **train_cfg)
-            .fit(*pairs(emb["fit"]), val=val)
+            .fit(*bridge_pairs(emb["fit"]), val=val)
             .transform(test["audio"]),
         }
         for method, x in outs.items():

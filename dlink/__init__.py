@@ -25,7 +25,7 @@ _LAZY = {
     "PROFILES": "profiles",
     "Params": "profiles",
     "resolve_params": "profiles",
-    "resolve_device": "profiles",
+    "resolve_device": "device",
     "get_profile": "profiles",
     "gap_report": "gap",
     "retrieval_recall": "gap",

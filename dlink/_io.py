@@ -107,13 +107,13 @@ def save_checkpoint(folder: str | os.PathLike, config: dict, tensors: dict) -> P
             for p in folder.iterdir():  # never drop a file the caller put beside the checkpoint
                 if p.name not in (_WEIGHTS, _CONFIG):
                     (shutil.copytree if p.is_dir() else shutil.copy2)(p, tmp / p.name)
-        _replace_folder(tmp, folder)
+        replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
     return given
 
 
-def _replace_folder(new: Path, folder: Path) -> None:
+def replace_folder(new: Path, folder: Path) -> None:
     """Put folder `new` at `folder`: an atomic exchange on Linux, else two renames (a moment without it)."""
     if not folder.exists():
         os.rename(new, folder)

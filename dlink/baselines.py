@@ -26,10 +26,10 @@ from dlink.bridge import (
     Bridge,
     DenoiserBridge,
     DenoiserConfig,
-    _check,
     as_matrix,
     as_pair,
     as_val,
+    check_config,
     to_output,
     unit_rows,
 )
@@ -235,7 +235,7 @@ class ConditionalPriorConfig(DiffusionConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(
+        check_config(
             [
                 (
                     self.conditioning in ("film", "concat"),

@@ -37,7 +37,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlink import _io
+from dlink.arrays import as_embeddings
 from dlink.denoiser import ResidualMLPDenoiser
+from dlink.device import resolve_device
 
 CENTRES = ("none", "text", "modality")
 _SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed (+ its own offsets)
@@ -53,27 +55,11 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def as_matrix(x, name: str, dim: int | None = None) -> torch.Tensor:
-    """numpy / torch / nested list -> (N, D) float32 CPU tensor, or ValueError saying what is wrong."""
-    if isinstance(x, torch.Tensor):
-        if x.is_meta:
-            raise ValueError(f"{name} is a meta-device tensor (no data); pass real embeddings")
-        t = x.detach().to("cpu", torch.float32)
-    else:
-        try:
-            t = torch.from_numpy(np.asarray(x, dtype=np.float32).copy())
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be an (N, D) numeric array, got {type(x).__name__} ({e})") from e
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one embedding")
+    """numpy / torch / nested list -> (N, D) float32 CPU tensor, or ValueError saying what is wrong
+    (`as_embeddings`' checks, then the fitted dimension `dim` and no all-zero rows)."""
+    t = torch.from_numpy(as_embeddings(x, name, np.float32))
     if dim is not None and t.shape[1] != dim:
         raise ValueError(f"{name} has dimension {t.shape[1]} but the bridge was fitted on D={dim}")
-    bad = ~torch.isfinite(t).all(1)
-    if bad.any():
-        raise ValueError(
-            f"{name} has NaN/inf in {int(bad.sum())} rows (first: row {int(bad.nonzero()[0])}); clean them first"
-        )
     zero = (t == 0).all(1)
     if zero.any():
         raise ValueError(f"{name} has {int(zero.sum())} all-zero rows (first: row {int(zero.nonzero()[0])})")
@@ -118,9 +104,7 @@ def to_output(x: torch.Tensor, who: str) -> np.ndarray:
 
 
 def _device(device) -> torch.device:
-    from dlink.profiles import resolve_device  # one resolver for the package ('gpu0' -> clear error)
-
-    return torch.device(resolve_device("auto" if device is None else str(device)))
+    return torch.device(resolve_device(device))
 
 
 def synthetic_gap_pairs(
@@ -153,17 +137,17 @@ def synthetic_gap_pairs(
 # --------------------------------------------------------------------------- configs
 
 
-def _check(checks: list[tuple[bool, str]]) -> None:
+def check_config(checks: list[tuple[bool, str]]) -> None:
     for ok, msg in checks:
         if not ok:
             raise ValueError(msg)
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _is_num(v) -> bool:
+def is_number(v) -> bool:
     return (
         isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
     )
@@ -190,40 +174,40 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        _check(
+        check_config(
             [
                 (
-                    _is_int(self.seed) and 0 <= self.seed <= _SEED_MAX - 8,
+                    is_int(self.seed) and 0 <= self.seed <= _SEED_MAX - 8,
                     f"seed={self.seed!r} must be an int in 0..2**63-9",
                 ),
-                (_is_num(self.lr) and self.lr > 0, f"lr={self.lr!r} must be a number > 0"),
+                (is_number(self.lr) and self.lr > 0, f"lr={self.lr!r} must be a number > 0"),
                 (
-                    _is_int(self.batch_size) and self.batch_size >= 2,
+                    is_int(self.batch_size) and self.batch_size >= 2,
                     f"batch_size={self.batch_size!r} must be an int >= 2",
                 ),
-                (_is_int(self.epochs) and self.epochs >= 1, f"epochs={self.epochs!r} must be an int >= 1"),
+                (is_int(self.epochs) and self.epochs >= 1, f"epochs={self.epochs!r} must be an int >= 1"),
                 (
-                    self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),
+                    self.max_steps is None or (is_int(self.max_steps) and self.max_steps >= 1),
                     f"max_steps={self.max_steps!r} must be None or an int >= 1",
                 ),
                 (
-                    _is_num(self.weight_decay) and self.weight_decay >= 0,
+                    is_number(self.weight_decay) and self.weight_decay >= 0,
                     f"weight_decay={self.weight_decay!r} must be >= 0",
                 ),
                 (
-                    _is_num(self.grad_clip) and self.grad_clip >= 0,
+                    is_number(self.grad_clip) and self.grad_clip >= 0,
                     f"grad_clip={self.grad_clip!r} must be >= 0 (0 = off)",
                 ),
                 (
-                    _is_num(self.ema_decay) and 0 <= self.ema_decay < 1,
+                    is_number(self.ema_decay) and 0 <= self.ema_decay < 1,
                     f"ema_decay={self.ema_decay!r} must be in [0, 1)",
                 ),
                 (
-                    self.patience is None or (_is_int(self.patience) and self.patience >= 1),
+                    self.patience is None or (is_int(self.patience) and self.patience >= 1),
                     f"patience={self.patience!r} must be None or an int >= 1",
                 ),
                 (
-                    _is_int(self.infer_batch_size) and self.infer_batch_size >= 1,
+                    is_int(self.infer_batch_size) and self.infer_batch_size >= 1,
                     f"infer_batch_size={self.infer_batch_size!r} must be an int >= 1",
                 ),
             ]
@@ -333,11 +317,11 @@ class SpaceConfig:
     centre: str = "modality"
 
     def __post_init__(self):
-        _check(
+        check_config(
             [
                 (self.centre in CENTRES, f"centre={self.centre!r} must be one of {CENTRES}"),
                 (
-                    self.scale is None or (_is_num(self.scale) and self.scale > 0),
+                    self.scale is None or (is_number(self.scale) and self.scale > 0),
                     f"scale={self.scale!r} must be > 0",
                 ),
             ]
@@ -396,22 +380,22 @@ class DenoiserConfig(SpaceConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(
+        check_config(
             [
                 (
-                    _is_int(self.n_blocks) and self.n_blocks >= 1,
+                    is_int(self.n_blocks) and self.n_blocks >= 1,
                     f"n_blocks={self.n_blocks!r} must be an int >= 1",
                 ),
                 (
-                    self.width is None or (_is_int(self.width) and self.width >= 1),
+                    self.width is None or (is_int(self.width) and self.width >= 1),
                     f"width={self.width!r} must be None or an int >= 1",
                 ),
                 (
-                    self.hidden is None or (_is_int(self.hidden) and self.hidden >= 1),
+                    self.hidden is None or (is_int(self.hidden) and self.hidden >= 1),
                     f"hidden={self.hidden!r} must be None or an int >= 1",
                 ),
                 (
-                    _is_int(self.time_dim) and self.time_dim >= 2 and self.time_dim % 2 == 0,
+                    is_int(self.time_dim) and self.time_dim >= 2 and self.time_dim % 2 == 0,
                     f"time_dim={self.time_dim!r} must be an even int >= 2 (sin and cos halves)",
                 ),
             ]

@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from ._io import load_checkpoint, save_checkpoint
-from .lm import load_lm, resolve_device
+from .arrays import as_embeddings
+from .device import resolve_device
+from .lm import load_lm
 
 _FORMAT = "dlink.PrefixCaptioner/2"
 SCRATCH = "scratch"
@@ -172,20 +174,7 @@ class _Projector(nn.Module):
 
 
 def _as_tensor(emb, name: str) -> torch.Tensor:
-    if isinstance(emb, torch.Tensor):
-        emb = emb.detach().cpu().numpy()
-    try:
-        arr = np.asarray(emb)
-    except ValueError as e:  # ragged rows
-        raise ValueError(f"{name} must be a numeric (N, D) array; {e}") from e
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be a numeric (N, D) array; got dtype {arr.dtype}")
-    x = torch.as_tensor(arr, dtype=torch.float32)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values (or values beyond float32's range)")
-    return x
+    return torch.from_numpy(as_embeddings(emb, name, np.float32))
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

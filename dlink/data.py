@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from ._io import _replace_folder, atomic_write_text, read_json, write_json
+from ._io import atomic_write_text, read_json, replace_folder, write_json
+from .cache import code_hash
 from .sounds import LABELS, Clip, scan_sources, scene_captions
 
 SAMPLE_RATE = 32000
@@ -322,11 +323,8 @@ def _is_complete(folder: Path) -> bool:
 
 
 def _code_hash() -> str:
-    """Hash of the code that decides what a build holds (this module and the clip catalogue)."""
-    here = Path(__file__).resolve().parent
-    return hashlib.sha256((here / "data.py").read_bytes() + (here / "sounds.py").read_bytes()).hexdigest()[
-        :16
-    ]
+    """Hash of the code and data that decide what a build holds (this module and the clip catalogue)."""
+    return code_hash("data.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
 
 
 _MARKER = ".dlink-embedded-dataset"  # written first into every build: proof the builder made the folder
@@ -382,7 +380,7 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
     """Put the finished build `tmp` at `folder` (atomically where the OS can swap two folders); an
     old build there is removed, and only after checking once more that it is one."""
     _check_replaceable(folder)
-    _replace_folder(tmp, folder)
+    replace_folder(tmp, folder)
 
 
 def build_embedded_dataset(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dlink.bridge import DenoiserBridge, DenoiserConfig, _check, _is_int, _is_num
+from dlink.bridge import DenoiserBridge, DenoiserConfig, check_config, is_int, is_number
 from dlink.diffusion import SCHEDULES, GaussianDiffusion, denoise, topology_loss, x0_loss
 
 
@@ -34,11 +34,11 @@ class DiffusionConfig(DenoiserConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(
+        check_config(
             [
                 (self.schedule in SCHEDULES, f"schedule={self.schedule!r} must be one of {SCHEDULES}"),
-                (_is_int(self.T) and self.T >= 2, f"T={self.T!r} must be an int >= 2"),
-                (_is_num(self.eta) and self.eta >= 0, f"eta={self.eta!r} must be a number >= 0"),
+                (is_int(self.T) and self.T >= 2, f"T={self.T!r} must be an int >= 2"),
+                (is_number(self.eta) and self.eta >= 0, f"eta={self.eta!r} must be a number >= 0"),
             ]
         )
 
@@ -57,13 +57,13 @@ class SDEditConfig(DiffusionConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(
+        check_config(
             [
                 (
-                    _is_int(self.start_step) and 1 <= self.start_step <= self.T,
+                    is_int(self.start_step) and 1 <= self.start_step <= self.T,
                     f"start_step={self.start_step!r} must be an int in 1..T={self.T}",
                 ),
-                (_is_int(self.steps) and self.steps >= 1, f"steps={self.steps!r} must be an int >= 1"),
+                (is_int(self.steps) and self.steps >= 1, f"steps={self.steps!r} must be an int >= 1"),
             ]
         )
 
@@ -103,9 +103,9 @@ class SDEditBridge(DenoiserBridge):
         k0 = c.start_step if start_step is None else start_step
         s = c.steps if steps is None else steps
         noised = c.start_noise if start_noise is None else bool(start_noise)
-        if not (_is_int(k0) and 1 <= k0 <= c.T):
+        if not (is_int(k0) and 1 <= k0 <= c.T):
             raise ValueError(f"start_step={k0!r} must be an int in 1..T={c.T}")
-        if not (_is_int(s) and s >= 1):
+        if not (is_int(s) and s >= 1):
             raise ValueError(f"steps={s!r} must be an int >= 1")
         return self._transform(audio, lambda x, gen: self._bridge(self.net, x, gen, k0, s, noised))
 
@@ -120,11 +120,11 @@ class DiffusionLinkConfig(SDEditConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(
+        check_config(
             [
                 (
-                    _is_num(self.lambda_cross)
-                    and _is_num(self.lambda_topo)
+                    is_number(self.lambda_cross)
+                    and is_number(self.lambda_topo)
                     and min(self.lambda_cross, self.lambda_topo) >= 0,
                     f"lambda_cross={self.lambda_cross!r} and lambda_topo={self.lambda_topo!r} must be numbers >= 0",
                 ),

@@ -33,7 +33,8 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import load_checkpoint, save_checkpoint, write_json
-from dlink.encoders import Encoder, cached, content_key, file_sha256, l2_normalize, load_audio
+from dlink.cache import cached, content_key, file_sha256
+from dlink.encoder_base import Encoder
 
 MAX_SECONDS = 10.0
 TOWERS = ("aisfx", "logmel")
@@ -156,6 +157,8 @@ def audio_features(items: list, tower: str, batch_size: int = 16, progress: bool
     """Frozen audio-tower features of file paths (content-cached): `(N, F) float32`."""
     from tqdm.auto import tqdm
 
+    from dlink.data import load_audio
+
     if tower not in _AUDIO_TOWERS:
         raise ValueError(f"unknown audio tower {tower!r}; choose one of {TOWERS}")
     sr, fn = _AUDIO_TOWERS[tower]
@@ -233,7 +236,11 @@ def _project(m, a=None, t=None):
 
 
 def recall_at_k(audio: np.ndarray, text: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
-    """Audio->text retrieval: audio `(N, D)`, text `(N, C, D)`; a hit = any of the clip's C captions in top k."""
+    """The heads' early-stopping criterion: audio->text R@k, audio `(N, D)`, text `(N, C, D)`; a hit =
+    any of the clip's C captions in the top k. Reported retrieval uses `gap.retrieval_recall` (same
+    meaning; it renormalises in float64 and counts ties against the query); this one stays as it is
+    because the committed encoders were selected with it, and a near-tie decided otherwise could
+    pick another epoch."""
     n, c, _ = text.shape
     sims = audio @ text.reshape(n * c, -1).T  # (N, N*C)
     owner = np.repeat(np.arange(n), c)
@@ -404,25 +411,19 @@ class EmbeddedClap(Encoder):
         return {"audio": za.numpy(), "text": zt.numpy().reshape(len(df), t.shape[1], -1)}
 
 
-def gap_stats(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
-    """Centroid distance ||mean(a) - mean(t)|| and mean paired cosine (text averaged over captions)."""
-    t_flat = text.reshape(-1, text.shape[-1])
-    paired = np.einsum("nd,ncd->nc", audio, text).mean()
-    rand = float(np.mean(audio @ t_flat[np.random.default_rng(0).permutation(len(t_flat))[: len(audio)]].T))
-    return {"centroid_distance": float(np.linalg.norm(audio.mean(0) - t_flat.mean(0))),
-            "paired_cosine": float(paired), "unpaired_cosine": rand,
-            "audio_audio_cosine": float(np.mean(audio @ audio.T)), "text_text_cosine": float(np.mean(l2_normalize(t_flat[:2000]) @ l2_normalize(t_flat[:2000]).T))}  # fmt: skip
+def score_encoder(encoder: EmbeddedClap, df) -> dict:
+    """A split's audio->text R@1/5/10 (a hit: any of the clip's C captions; `gap.retrieval_recall`),
+    their chance levels, N and the gap criteria of `gap.gap_report` (audio vs each clip's first caption)."""
+    from dlink.gap import gap_report, retrieval_recall
 
-
-def evaluate(encoder: EmbeddedClap, df) -> dict:
     emb = encoder.embed_split_fast(df, progress=False)
     n, c = emb["text"].shape[:2]
-    r = recall_at_k(emb["audio"], emb["text"])
+    owner = np.repeat(np.arange(n), c)
     return {
-        **r,
+        **retrieval_recall(emb["audio"], emb["text"].reshape(n * c, -1), gallery_ids=owner),
         **{f"chance_R@{k}": chance_recall(n, c, k) for k in (1, 5, 10)},
         "n": n,
-        **gap_stats(emb["audio"], emb["text"]),
+        **gap_report(emb["audio"], emb["text"][:, 0]),
     }
 
 
@@ -450,7 +451,7 @@ def main(argv=None) -> int:
         ckpt = paths.CHECKPOINTS / f"embedded_clap-{run}"
         train_embedded_clap(split["train"], split["val"], ckpt, seed=args.seed, audio_tower=tower)
         enc = EmbeddedClap.load(ckpt)
-        res = {"test": evaluate(enc, split["test"]), "checkpoint": str(ckpt), "train_clips": len(split["train"]),
+        res = {"test": score_encoder(enc, split["test"]), "checkpoint": str(ckpt), "train_clips": len(split["train"]),
                "fit_seconds_incl_features": time.perf_counter() - t0, "val": read_json(ckpt / "config.json")["val"]}  # fmt: skip
         sample = list(split["test"]["audio"][:32])
         t1 = time.perf_counter()

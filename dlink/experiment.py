@@ -20,6 +20,7 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import atomic_write_bytes
+from dlink.profiles import CAPDEC_NOISE_VARIANCE  # noqa: F401 (notebook 05 quotes it from here)
 
 SPLITS = ("train", "val", "test")
 
@@ -51,9 +52,10 @@ def _short(text: str) -> str:
 
 
 def _code_hash(*modules: str) -> str:
-    """Hash of dlink modules' source: a cached artifact made by older code is not reused."""
-    here = Path(__file__).resolve().parent
-    return _short("".join((here / f"{m}.py").read_text() for m in modules))
+    """Short hash of dlink modules' source: a cached artifact made by older code is not reused."""
+    from dlink.cache import code_hash
+
+    return code_hash(*(f"{m}.py" for m in modules))[:8]
 
 
 def run_dir(P) -> Path:
@@ -148,7 +150,7 @@ def embeddings(P, seed: int = 0) -> dict:
     return out
 
 
-def pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
+def bridge_pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
     """Every (audio, caption) pair of a split: audio row i repeated once per caption.
 
     emb: {"audio": (N, D), "text": (N, C, D)} -> (N*C, D), (N*C, D).
@@ -194,7 +196,7 @@ def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split
     if cache and (folder / "config.json").is_file():
         return BRIDGES[name].load(folder, device=P.device)
     bridge = make_bridge(name, **cfg)
-    bridge.fit(*pairs(emb[split]), val=pairs(emb["val"]), device=P.device)
+    bridge.fit(*bridge_pairs(emb[split]), val=bridge_pairs(emb["val"]), device=P.device)
     if cache:
         bridge.save(folder)
     return bridge
@@ -241,25 +243,24 @@ def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
     return {k: best[k] for k in tuning_grid(P, name)[scores.index(best)]}, scores
 
 
-def bridged(P, emb: dict, seed: int = 0, methods=None, splits_=("test",)) -> dict:
+def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",)) -> dict:
     """{method: {split: (N, D) bridged audio, "settings": chosen inference settings}} for every bridge
-    in the registry: fitted on the fit scenes, inference settings tuned on val (`tune`), cached as .npz."""
+    in the registry, for the splits `on`: fitted on the fit scenes, inference settings tuned on val
+    (`tune`), cached as .npz."""
     from dlink.baselines import BRIDGES
 
     out = {}
     for m in list(methods or BRIDGES):
         f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}-{_short(_digest(emb))}-tuned.npz"
         have = dict(np.load(f)) if f.is_file() else {}
-        if not all(s in have for s in splits_) or "settings" not in have:
+        if not all(s in have for s in on) or "settings" not in have:
             b = fit_bridge(P, m, emb, seed=seed)
             settings, _ = tune(P, m, b, emb, seed)
             b = b.configured(**settings) if settings else b
-            have = {
-                s: have[s] if s in have else b.transform(emb[s]["audio"]).astype(np.float32) for s in splits_
-            }
+            have = {s: have[s] if s in have else b.transform(emb[s]["audio"]).astype(np.float32) for s in on}
             have["settings"] = np.array(json.dumps(settings, sort_keys=True))
             _save_npz(f, have)
-        out[m] = {s: have[s] for s in splits_} | {"settings": json.loads(str(have["settings"]))}
+        out[m] = {s: have[s] for s in on} | {"settings": json.loads(str(have["settings"]))}
     return out
 
 
@@ -302,12 +303,10 @@ def _save_npz(path: Path, arrays: dict) -> Path:
 
 # --------------------------------------------------------------------------- captioning
 
-# CapDec's published noise: variance 0.016 per dimension on the unit text embedding (std 0.126; at
-# D = 512 a noise vector of norm ~2.9 against the unit signal, renormalised). Swept on validation too.
-CAPDEC_NOISE_VARIANCE = 0.016
 
-
-def captioner(P, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides):
+def fit_captioner(
+    P, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
+):
     """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions.
 
     Decoder, epochs and beams come from the profile; `val` = (X_val, captions_val) logs a validation
@@ -374,7 +373,7 @@ def cross_fitted(P, name: str, emb: dict, seed: int, folds: int) -> np.ndarray:
     )
     if path.is_file():
         return np.load(path)["fit"]
-    settings = bridged(P, emb, seed=seed, methods=[name], splits_=())[name]["settings"]
+    settings = bridged(P, emb, seed=seed, methods=[name], on=())[name]["settings"]
     fold = np.random.default_rng(seed).permutation(n) % folds
     out = np.zeros_like(emb["fit"]["audio"])
     for f in range(folds):

@@ -45,6 +45,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dlink.arrays import as_embeddings, normalize_rows
+
 # Direction of "better" for each gap_report key, in the form dlink.tables.write_table takes:
 # "higher", "lower", a number (closest to that target is best) or None (not ranked).
 GAP_DIRECTIONS: dict[str, str | float | None] = {
@@ -66,38 +68,8 @@ _MIN_POINTS = 10  # 5 folds of a balanced 2-class problem need >= 5 per class; 1
 _CHUNK = 1024  # query rows per similarity block: 1024 x 10,000 float32 = 40 MB
 
 
-def _as_embeddings(x, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric (N, D) array; got {type(x).__name__} ({e})") from e
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D); got shape {arr.shape}. Stack embeddings row-wise.")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise ValueError(
-            f"{name} has NaN/inf in {rows.size} row(s) (first: {rows[:5].tolist()}); "
-            "drop or recompute those embeddings"
-        )
-    return arr
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    # divide by each row's largest entry first, so finite rows with huge or tiny entries do not
-    # overflow or underflow the norm
-    peak = np.abs(x).max(axis=1, keepdims=True)
-    x = x / np.where(peak > 0, peak, 1.0)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    if (n < 1e-12).any():
-        raise ValueError("an embedding has zero norm, so its cosine similarity is undefined")
-    return x / n
-
-
 def _validate_pair(audio, text, paired: bool) -> tuple[np.ndarray, np.ndarray]:
-    a, t = _as_embeddings(audio, "audio"), _as_embeddings(text, "text")
+    a, t = as_embeddings(audio, "audio"), as_embeddings(text, "text")
     if a.shape[1] != t.shape[1]:
         raise ValueError(
             f"audio and text must share the embedding dim D; got audio {a.shape}, text {t.shape}"
@@ -140,7 +112,7 @@ def retrieval_ranks(query, gallery, gallery_ids=None) -> np.ndarray:
     count against the query (degenerate, all-equal embeddings cannot score well). Arguments as in
     `retrieval_recall`; per-item hits (rank < k) are what item-bootstrap intervals resample.
     """
-    q, g = _unit(_as_embeddings(query, "query")), _unit(_as_embeddings(gallery, "gallery"))
+    q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query and gallery must share D; got {q.shape} and {g.shape}")
     if gallery_ids is None:
@@ -176,7 +148,7 @@ def label_set_map(query, gallery, labels) -> float:
     """Mean average precision of cosine retrieval query -> gallery (N, D) each, where gallery row j
     is relevant to query i when labels[j] == labels[i] (e.g. a scene's sorted label set as a string;
     every query has at least its own pair). Returns the mean over queries of AP in [0, 1]."""
-    q, g = _unit(_as_embeddings(query, "query")), _unit(_as_embeddings(gallery, "gallery"))
+    q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     lab = np.asarray([str(x) for x in labels])
     if not (q.shape == g.shape and lab.shape == (q.shape[0],)):
         raise ValueError(
@@ -196,7 +168,7 @@ def label_set_map(query, gallery, labels) -> float:
 
 def _two_sets(x, y, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate two embedding sets (N, D) and (M, D) for a distribution distance."""
-    a, b = _as_embeddings(x, "x"), _as_embeddings(y, "y")
+    a, b = as_embeddings(x, "x"), as_embeddings(y, "y")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x and y must share the embedding dim D; got x {a.shape}, y {b.shape}")
     if min(len(a), len(b)) < min_rows:
@@ -273,7 +245,7 @@ def knn_mixing(x, y, k: int = 10) -> tuple[float, float]:
     where a point's neighbours are a random draw from the others: (2 n m / (n + m - 1)) / (n + m).
     """
     x, y = _two_sets(x, y, 1)
-    xu, yu = _unit(x), _unit(y)
+    xu, yu = normalize_rows(x), normalize_rows(y)
     z = np.concatenate([xu, yu]).astype(np.float32)
     label = np.r_[np.zeros(len(xu), bool), np.ones(len(yu), bool)]
     total = len(z)
@@ -351,12 +323,12 @@ def gap_report(
     if int(max_points) < _MIN_POINTS:
         raise ValueError(f"max_points must be >= {_MIN_POINTS}; got {max_points}")
     if normalize:
-        a, t = _unit(a), _unit(t)
+        a, t = normalize_rows(a), normalize_rows(t)
     nan = float("nan")
     out: dict[str, float] = dict.fromkeys(GAP_DIRECTIONS, nan)
 
     if paired:
-        cos = (_unit(a) * _unit(t)).sum(1)
+        cos = (normalize_rows(a) * normalize_rows(t)).sum(1)
         out["paired_cos_mean"], out["paired_cos_std"] = float(cos.mean()), float(cos.std())
     out["centroid_distance"] = float(np.linalg.norm(a.mean(0) - t.mean(0)))
     out["frechet"] = frechet_distance(a, t)
@@ -406,7 +378,7 @@ def gap_intervals(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
     n_seeds = len(text)
-    texts = [_unit(_as_embeddings(t, f"text[{s}]")) for s, t in enumerate(text)]
+    texts = [normalize_rows(as_embeddings(t, f"text[{s}]")) for s, t in enumerate(text)]
     n = texts[0].shape[0]
     if any(t.shape[0] != n for t in texts):
         raise ValueError("every seed's text must hold the same N test items")
@@ -422,7 +394,7 @@ def gap_intervals(
         full = {"centroid_distance": 0.0, "R1": 0.0}
         boot = {"centroid_distance": np.zeros(len(w)), "R1": np.zeros(len(w))}
         for s, t in enumerate(texts):
-            a = _unit(_as_embeddings(per_seed[s], f"outputs[{method!r}][{s}]"))
+            a = normalize_rows(as_embeddings(per_seed[s], f"outputs[{method!r}][{s}]"))
             if a.shape != t.shape:
                 raise ValueError(f"outputs[{method!r}][{s}] has shape {a.shape}, text[{s}] {t.shape}")
             diff = a - t  # the centroid distance is the norm of the mean paired difference

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from dlink import paths
-from dlink.encoders import Encoder, file_sha256, fit_length
+from dlink.cache import file_sha256
+from dlink.encoder_base import Encoder, fit_length
 
 SAMPLE_RATE = 48000
 CLIP_SAMPLES = 480000  # 10 s at 48 kHz, LAION-CLAP's training length

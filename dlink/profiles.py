@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlink.device import resolve_device
+
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
 PROFILE_ENV = "DLINK_PROFILE"
@@ -42,6 +44,11 @@ PATH_PARAMS = ("clap_ckpt", "data_root", "clap_tokenizer")  # plus `lm` when it 
 BUILTIN_LMS = ("scratch", "tiny-random", "smollm2-135m")
 # Where the pretrained LAION-CLAP weights live (the paper's encoder); our machines cannot fetch them.
 LAION_CKPT_URL = "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt"
+
+
+# CapDec's published noise: variance 0.016 per dimension on the unit text embedding (std 0.126; at
+# D = 512 a noise vector of norm ~2.9 against the unit signal, renormalised). Swept on validation too.
+CAPDEC_NOISE_VARIANCE = 0.016
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,8 @@ class Profile:
     # share of the training scenes the embedded CLAP's heads are trained on; bridges and captioners
     # are fitted on the rest ("fit" scenes), so no stage is fitted on pairs an earlier stage saw
     encoder_share: float = 0.5
-    # CapDec noise variances tried on the validation split (0.016 is CapDec's published setting)
-    noise_variances: tuple[float, ...] = (0.016,)
+    # CapDec noise variances tried on the validation split (with CapDec's published setting)
+    noise_variances: tuple[float, ...] = (CAPDEC_NOISE_VARIANCE,)
     cross_fit_folds: int = 2  # supervised AAC: K-fold cross-fitting of the bridge over the fit scenes
     start_steps: tuple[int, ...] = (500,)  # ablation: SDEdit start step k* (of T = 1000)
     ddim_steps: tuple[int, ...] = (5,)  # ablation: deterministic DDIM steps from k* to 0
@@ -115,7 +122,7 @@ PROFILES: dict[str, Profile] = {
         beams=3,
         umap_points=300,
         caption_seeds=3,
-        noise_variances=(0.004, 0.016, 0.064),
+        noise_variances=(0.004, CAPDEC_NOISE_VARIANCE, 0.064),
         start_steps=(100, 300, 500, 700),
         ddim_steps=(1, 5, 20),
         n_blocks=(1, 3, 5),
@@ -134,7 +141,7 @@ PROFILES: dict[str, Profile] = {
         beams=4,
         umap_points=300,
         caption_seeds=3,
-        noise_variances=(0.001, 0.004, 0.016, 0.064),
+        noise_variances=(0.001, 0.004, CAPDEC_NOISE_VARIANCE, 0.064),
         start_steps=(100, 200, 300, 400, 500, 600, 700, 800, 900),
         ddim_steps=(1, 2, 5, 10, 20, 50),
         n_blocks=(1, 2, 3, 4, 6),
@@ -200,32 +207,6 @@ class Params:
             f"profile={p.name} dataset={self.dataset}({p.dataset_size}) encoder={self.encoder} "
             f"device={self.device} seeds={list(self.seeds)} lm={p.lm}"
         )
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' if torch sees a GPU else 'cpu'; an explicit device is checked."""
-    if not isinstance(device, str) or not device:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
-    import torch  # late: resolving profiles must not import torch unless a device is asked for
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='auto' or 'cpu'")
-        idx = device.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
-            raise ValueError(
-                f"device={device!r}: torch sees {torch.cuda.device_count()} GPU(s) (cuda:0..); fix the index"
-            )
-        return device
-    if device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device='mps' but MPS is not available here; use device='auto' or 'cpu'")
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
 
 
 def _online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:

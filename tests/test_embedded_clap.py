@@ -9,6 +9,7 @@ import pytest
 
 from dlink import embedded_clap as ec
 from dlink._io import save_checkpoint
+from dlink.gap import retrieval_recall
 
 
 def test_recall_at_k_by_hand():
@@ -62,12 +63,15 @@ def test_heads_learn_pairs_and_not_noise(shuffle):
         assert hist[-1]["temperature"] < 0.07  # the learnable temperature sharpened
 
 
-def test_gap_stats_measures_a_shift():
+def test_early_stopping_recall_agrees_with_the_reported_recall():
     rng = np.random.default_rng(0)
-    t = rng.normal(size=(100, 2, 16))
-    a = t.mean(1) + np.array([3.0] + [0.0] * 15)
-    g = ec.gap_stats(a, t)
-    assert g["centroid_distance"] == pytest.approx(3.0, abs=0.05)
+    n, c, d = 60, 3, 16
+    text = rng.normal(size=(n, c, d)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=-1, keepdims=True)
+    audio = text.mean(1) + 0.8 * rng.normal(size=(n, d)).astype(np.float32)
+    audio /= np.linalg.norm(audio, axis=-1, keepdims=True)
+    reported = retrieval_recall(audio, text.reshape(n * c, d), gallery_ids=np.repeat(np.arange(n), c))
+    assert ec.recall_at_k(audio, text) == reported
 
 
 SOUND = Path("/usr/share/sounds/freedesktop/stereo/bell.oga")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlink import encoders
+from dlink import encoders, paths
 from dlink.encoders import Encoder, embed_split, fit_length
 
 SOUNDS = sorted(Path("/usr/share/sounds/freedesktop/stereo").glob("*.oga"))[:3]
@@ -34,7 +34,7 @@ class CountingEncoder(Encoder):
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(encoders.paths, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
     return tmp_path / "cache"
 
 

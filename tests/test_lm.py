@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dlink import paths
-from dlink.lm import OFFLINE_LMS, load_lm, resolve_device
+from dlink.device import resolve_device
+from dlink.lm import OFFLINE_LMS, load_lm
 
 
 def test_tiny_random_is_seeded_and_has_real_tokenizer():

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from dlink.profiles import PROFILES, Params, Profile, get_profile, resolve_device, resolve_params
+from dlink.device import resolve_device
+from dlink.profiles import PROFILES, Params, Profile, get_profile, resolve_params
 
 
 @pytest.fixture(autouse=True)
