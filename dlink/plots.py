@@ -136,7 +136,6 @@ def plot_embedding_map(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     stem = _out_stem(out_stem)  # a bad stem fails before the UMAP, not after
     audio = _check(audio, "audio")
@@ -165,75 +164,76 @@ def plot_embedding_map(
     xy_bridged = {name: xy[(2 + j) * m : (3 + j) * m] for j, name in enumerate(methods)}
     pairs = rng.choice(m, min(n_pairs, m), replace=False)
 
-    lo, hi = xy.min(0), xy.max(0)
-    pad = 0.04 * (hi - lo)
     panels = list(methods) or ["raw audio"]
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(3.0 * ncols, 3.0 * nrows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    lo, hi = xy.min(0), xy.max(0)
+    pad = 0.04 * (hi - lo)
+    limits = (lo - pad, hi + pad)
     size = float(np.clip(3000.0 / m, 1.0, 12.0))  # dense clouds need small dots
     for idx, ax in enumerate(axes.flat):
         if idx >= len(panels):
             ax.set_axis_off()
             continue
         name = panels[idx]
-        kw = dict(s=size, linewidths=0, rasterized=True)
-        ax.scatter(*xy_audio.T, c=_COLORS["audio"], alpha=0.35, **kw)
-        ax.scatter(*xy_text.T, c=_COLORS["text"], alpha=0.35, **kw)
-        b = xy_bridged.get(name)
-        if b is not None:
-            ax.scatter(*b.T, c=_COLORS["bridged"], alpha=0.45, **kw)
-        for i in pairs:
-            end = b[i] if b is not None else xy_text[i]
-            ax.plot(*np.c_[xy_audio[i], end], color="black", lw=0.8)
-            if b is not None:
-                ax.plot(*np.c_[b[i], xy_text[i]], color="black", lw=0.8, ls=":")
-                ax.scatter(
-                    *b[i],
-                    marker="^",
-                    s=28,
-                    c=_COLORS["bridged"],
-                    edgecolors="black",
-                    linewidths=0.6,
-                    zorder=3,
-                )
-            ax.scatter(
-                *xy_audio[i],
-                marker="o",
-                s=24,
-                c=_COLORS["audio"],
-                edgecolors="black",
-                linewidths=0.6,
-                zorder=3,
-            )
-            ax.scatter(
-                *xy_text[i], marker="s", s=22, c=_COLORS["text"], edgecolors="black", linewidths=0.6, zorder=3
-            )
-        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-        ax.set_aspect("equal", adjustable="box")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(name, fontsize=10)
+        _draw_panel(ax, name, xy_text, xy_audio, xy_bridged.get(name), pairs, size, limits)
         if idx % ncols == 0:
             ax.set_ylabel("UMAP 2", fontsize=8)
         if idx // ncols == nrows - 1 or idx + ncols >= len(panels):
             ax.set_xlabel("UMAP 1", fontsize=8)
+    handles = _legend_handles(bridged=bool(methods))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
+    return _write_png_pdf(fig, stem)
+
+
+def _draw_panel(ax, name, xy_text, xy_audio, b, pairs, size, limits) -> None:
+    """One method's panel: the text, raw-audio and bridged clouds (b: (m, 2) or None for raw audio
+    alone) and the highlighted pairs audio -> bridged (solid) and bridged -> paired text (dotted)."""
+    kw = dict(s=size, linewidths=0, rasterized=True)
+    ax.scatter(*xy_audio.T, c=_COLORS["audio"], alpha=0.35, **kw)
+    ax.scatter(*xy_text.T, c=_COLORS["text"], alpha=0.35, **kw)
+    if b is not None:
+        ax.scatter(*b.T, c=_COLORS["bridged"], alpha=0.45, **kw)
+    edge = dict(edgecolors="black", linewidths=0.6, zorder=3)
+    for i in pairs:
+        end = b[i] if b is not None else xy_text[i]
+        ax.plot(*np.c_[xy_audio[i], end], color="black", lw=0.8)
+        if b is not None:
+            ax.plot(*np.c_[b[i], xy_text[i]], color="black", lw=0.8, ls=":")
+            ax.scatter(*b[i], marker="^", s=28, c=_COLORS["bridged"], **edge)
+        ax.scatter(*xy_audio[i], marker="o", s=24, c=_COLORS["audio"], **edge)
+        ax.scatter(*xy_text[i], marker="s", s=22, c=_COLORS["text"], **edge)
+    (x0, y0), (x1, y1) = limits
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(name, fontsize=10)
+
+
+def _legend_handles(bridged: bool) -> list:
+    from matplotlib.lines import Line2D
 
     dot = dict(marker="o", ls="", markersize=6)
-    handles = [
-        Line2D([], [], color=_COLORS["text"], label="text", **dot),
-        Line2D([], [], color=_COLORS["audio"], label="audio (raw)", **dot),
+    text = Line2D([], [], color=_COLORS["text"], label="text", **dot)
+    audio = Line2D([], [], color=_COLORS["audio"], label="audio (raw)", **dot)
+    if not bridged:
+        return [text, audio, Line2D([], [], color="black", lw=0.8, label="pair: audio → text")]
+    return [
+        text,
+        audio,
         Line2D([], [], color=_COLORS["bridged"], label="audio (bridged)", **dot),
         Line2D([], [], color="black", lw=0.8, label="pair: audio → bridged"),
         Line2D([], [], color="black", lw=0.8, ls=":", label="bridged → paired text"),
     ]
-    if not methods:
-        handles = [handles[0], handles[1], Line2D([], [], color="black", lw=0.8, label="pair: audio → text")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
 
+
+def _write_png_pdf(fig, stem: Path) -> tuple[Path, Path]:
+    """<stem>.png (200 dpi) and <stem>.pdf (no creation date, so reruns are byte-stable), atomically."""
     written = []
     for ext, extra in (("png", {"dpi": 200}), ("pdf", {"dpi": 300, "metadata": {"CreationDate": None}})):
         buf = io.BytesIO()
