@@ -142,6 +142,26 @@ def write_table(
     one seed). Markdown: "mean ± std" (just the mean with one seed), best in bold, a ↑/↓/→target
     marker in each header. Non-numeric cells pass through as text in both files.
     """
+    df = _rows_frame(rows)
+    _out_path(stem, ".csv")  # a bad stem fails now, not after the work
+    by = [by] if isinstance(by, str) else list(by)
+    metrics = _metric_columns(df, by, metrics)
+    if not isinstance(decimals, int) or decimals < 0:
+        raise ValueError(f"decimals must be a non-negative int; got {decimals!r}")
+    dirs = _directions(metrics, higher_is_better)
+    groups = _aggregate(df, by, metrics)
+    reference = {str(r) for r in reference}
+    skip = {i for i, g in enumerate(groups) if str(g[by[0]]) in reference}
+    if len(skip) != len(reference):
+        found = {str(groups[i][by[0]]) for i in skip}
+        raise ValueError(f"reference row(s) {sorted(reference - found)} are not values of column {by[0]!r}")
+    csv_path = atomic_write_text(_out_path(stem, ".csv"), _csv(groups, by, metrics))
+    md_path = atomic_write_text(_out_path(stem, ".md"), _markdown(groups, by, metrics, dirs, decimals, skip))
+    return csv_path, md_path
+
+
+def _rows_frame(rows) -> pd.DataFrame:
+    """`rows` (a DataFrame or dicts, one per method x seed) as a new, non-empty DataFrame."""
     if isinstance(rows, pd.DataFrame):
         df = rows.copy()
     elif isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping):
@@ -153,8 +173,10 @@ def write_table(
         raise ValueError(f"rows must be a DataFrame or a list of dicts; got {type(rows).__name__}")
     if df.empty:
         raise ValueError("rows is empty: nothing to tabulate")
-    _out_path(stem, ".csv")  # a bad stem fails now, not after the work
-    by = [by] if isinstance(by, str) else list(by)
+    return df
+
+
+def _metric_columns(df: pd.DataFrame, by: list[str], metrics) -> list[str]:
     missing = [c for c in by if c not in df.columns]
     if missing:
         raise ValueError(f"grouping column(s) {missing} not in rows (columns: {list(df.columns)}); pass by=")
@@ -167,26 +189,27 @@ def write_table(
             raise ValueError(f"metric(s) {absent} not in rows (columns: {list(df.columns)})")
     if not metrics:
         raise ValueError("no metric columns to tabulate; pass metrics=[...]")
-    if not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be a non-negative int; got {decimals!r}")
+    return metrics
 
+
+def _directions(metrics: list[str], higher_is_better) -> dict:
+    """metric -> "higher" | "lower" | target float | None, from write_table's `higher_is_better`."""
     if isinstance(higher_is_better, bool):
-        dirs = {m: _direction(higher_is_better, m) for m in metrics}
-    elif higher_is_better is None or isinstance(higher_is_better, Mapping):
+        return {m: _direction(higher_is_better, m) for m in metrics}
+    if higher_is_better is None or isinstance(higher_is_better, Mapping):
         spec = dict(higher_is_better or {})
         unknown = set(spec) - set(metrics)
         if unknown:
             raise ValueError(
                 f"higher_is_better names unknown metric(s) {sorted(unknown)}; metrics: {metrics}"
             )
-        dirs = {m: _direction(spec[m], m) if m in spec else GAP_DIRECTIONS.get(m, "higher") for m in metrics}
-    else:
-        raise ValueError(
-            f"higher_is_better must be a bool, a dict or None; got {type(higher_is_better).__name__}"
-        )
+        return {m: _direction(spec[m], m) if m in spec else GAP_DIRECTIONS.get(m, "higher") for m in metrics}
+    raise ValueError(
+        f"higher_is_better must be a bool, a dict or None; got {type(higher_is_better).__name__}"
+    )
 
-    groups = _aggregate(df, by, metrics)
 
+def _csv(groups: list[dict], by: list[str], metrics: list[str]) -> str:
     csv_rows = []
     for g in groups:
         rec = {c: g[c] for c in by} | {"n_seeds": g["n_seeds"]}
@@ -194,13 +217,11 @@ def write_table(
             mean, std, text = g[m]
             rec[f"{m}_mean"], rec[f"{m}_std"] = (text, "") if text is not None else (mean, std)
         csv_rows.append(rec)
-    csv_path = atomic_write_text(_out_path(stem, ".csv"), pd.DataFrame(csv_rows).to_csv(index=False))
+    return pd.DataFrame(csv_rows).to_csv(index=False)
 
-    reference = {str(r) for r in reference}
-    skip = {i for i, g in enumerate(groups) if str(g[by[0]]) in reference}
-    if len(skip) != len(reference):
-        found = {str(groups[i][by[0]]) for i in skip}
-        raise ValueError(f"reference row(s) {sorted(reference - found)} are not values of column {by[0]!r}")
+
+def _markdown(groups, by, metrics, dirs, decimals: int, skip: set[int]) -> str:
+    """The table: "mean ± std" cells, the best displayed mean per column bold, `skip` rows in italics."""
     best = {m: _best(groups, m, dirs[m], decimals, skip) for m in metrics}
 
     def head(m):
@@ -231,8 +252,7 @@ def write_table(
         f"(↑ higher, ↓ lower, →x closest to x), decided at {decimals} decimals"
         + ("; rows in italics are calibration (floor / oracle), never ranked." if skip else "."),
     ]
-    md_path = atomic_write_text(_out_path(stem, ".md"), "\n".join(lines) + "\n")
-    return csv_path, md_path
+    return "\n".join(lines) + "\n"
 
 
 def write_intervals(
