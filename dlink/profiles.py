@@ -417,6 +417,33 @@ def resolve_params(
         errors.append(str(e))
         prof = PROFILES["default"]  # keep going so every other problem is reported too
 
+    root = _check_dataset(dataset, data_root, errors)
+    ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
+    lm_value = _check_lm(lm, errors)
+
+    seed_tuple = _check_seeds(seeds, prof.n_seeds, errors)
+    resolved_device = _check_device(device, prof, errors)
+
+    if errors:
+        raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
+    if lm_value is not None and lm_value != prof.lm:
+        prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
+    return Params(
+        profile=prof,
+        dataset=dataset,
+        encoder=encoder,
+        clap_ckpt=ckpt,
+        data_root=root,
+        device=resolved_device,
+        seeds=seed_tuple,
+        clap_tokenizer=tok,
+        clap_amodel=clap_amodel,
+        clap_fusion=clap_fusion,
+    )
+
+
+def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
+    """The dataset name and its data_root (absolute; None for the embedded dataset)."""
     if dataset not in DATASETS:
         errors.append(f"dataset={dataset!r} is not known; valid: {', '.join(DATASETS)}")
     root = None
@@ -437,7 +464,11 @@ def resolve_params(
         errors.append(
             f"data_root is only used with dataset='audiocaps' or 'clotho', not {dataset!r}; drop it"
         )
+    return root
 
+
+def _check_encoder(encoder: str, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors: list[str]):
+    """The encoder name and the LAION-CLAP options: (checkpoint, tokenizer folder), absolute or None."""
     if encoder not in ENCODERS:
         errors.append(f"encoder={encoder!r} is not known; valid: {', '.join(ENCODERS)}")
     ckpt = None
@@ -472,29 +503,13 @@ def resolve_params(
         errors.append(
             f"clap_fusion must be True (630k-*-fusion-best.pt checkpoints) or False; got {clap_fusion!r}"
         )
-    lm_value = _check_lm(lm, errors)
+    return ckpt, tok
 
-    seed_tuple = _check_seeds(seeds, prof.n_seeds, errors)
-    resolved_device = device
+
+def _check_device(device: str, prof: Profile, errors: list[str]) -> str:
     try:
         # "auto" defers to the profile, which may pin a device (all shipped profiles say "auto")
-        resolved_device = resolve_device(prof.device if device == "auto" else device)
+        return resolve_device(prof.device if device == "auto" else device)
     except ValueError as e:
         errors.append(str(e))
-
-    if errors:
-        raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
-    if lm_value is not None and lm_value != prof.lm:
-        prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
-    return Params(
-        profile=prof,
-        dataset=dataset,
-        encoder=encoder,
-        clap_ckpt=ckpt,
-        data_root=root,
-        device=resolved_device,
-        seeds=seed_tuple,
-        clap_tokenizer=tok,
-        clap_amodel=clap_amodel,
-        clap_fusion=clap_fusion,
-    )
+        return device
