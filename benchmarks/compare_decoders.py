@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import dlink
     from dlink import experiment as X
     from dlink._io import atomic_write_text, write_json
-    from dlink.aac import evaluate, pairs_from_split, subsample
+    from dlink.aac import evaluate, caption_pairs, subsample
     from dlink.captioner import CaptionerConfig, PrefixCaptioner
 
     if args.threads:
@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     P = dlink.resolve_params(profile="default", device=args.device)
     emb, frame = X.embeddings(P), X.splits(P)
     idx, refs = X.eval_subset(P, frame["test"])
-    Xfit, caps = pairs_from_split(emb["fit"]["text"], list(frame["fit"]["captions"]))
-    Xval, cval = pairs_from_split(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
+    Xfit, caps = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+    Xval, cval = caption_pairs(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
     small = subsample(len(caps), args.llm_captions, seed=0)
     runs = [
         (

@@ -1,6 +1,10 @@
-"""Automatic audio captioning experiment helpers: the few steps the captioning notebooks repeat.
+"""Captioning evaluation: training pairs, a captioner fit, scoring, and the captioning result tables.
 
-Zero-shot: `pairs_from_split(text_emb, captions)` -> `train_captioner` on TEXT embeddings, then
+This is the captioning layer, not glue: it takes arrays and captions and knows nothing about runs,
+profiles or caches. `dlink.experiment` is the one glue module (cached steps named as the notebooks'
+verbs: `embeddings`, `fit_bridge`, `bridged`, `fit_captioner`, `caption_rows`), and calls this one.
+
+Zero-shot: `caption_pairs(text_emb, captions)` -> `train_captioner` on TEXT embeddings, then
 `evaluate` on audio embeddings (raw, or `bridge.transform(audio)` for each bridge).
 Supervised: the same with AUDIO embeddings as training inputs. Bridges come from dlink.bridge /
 dlink.baselines (`fit(audio, text)` / `transform(audio)`); nothing here knows about them.
@@ -31,7 +35,7 @@ def _check_captions(captions, n: int, name: str = "captions"):
             raise ValueError(f"{name}[{i}] must be a non-empty list of strings, got {caps!r}")
 
 
-def pairs_from_split(emb, captions) -> tuple[np.ndarray, list[str]]:
+def caption_pairs(emb, captions) -> tuple[np.ndarray, list[str]]:
     """Flatten a split into (embedding, caption) training pairs.
 
     emb: (N, D) one embedding per item (audio, or a per-item text embedding), repeated for each of

@@ -4,21 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlink.aac import pairs_from_split, subsample, write_samples
+from dlink.aac import caption_pairs, subsample, write_samples
 
 
-def test_pairs_from_split_2d_and_3d():
+def test_caption_pairs_2d_and_3d():
     emb = np.arange(6, dtype=np.float32).reshape(3, 2)
     caps = [["a", "b"], ["c"], ["d", "e", "f"]]
-    x, flat = pairs_from_split(emb, caps)
+    x, flat = caption_pairs(emb, caps)
     assert flat == list("abcdef") and x[:, 0].tolist() == [0, 0, 2, 4, 4, 4]
     emb3 = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
-    x3, flat3 = pairs_from_split(emb3, caps)
+    x3, flat3 = caption_pairs(emb3, caps)
     assert flat3 == flat and x3[:, 0].tolist() == [0, 2, 6, 12, 14, 16]
     with pytest.raises(ValueError, match="3 lists"):
-        pairs_from_split(emb, caps[:2])
+        caption_pairs(emb, caps[:2])
     with pytest.raises(ValueError, match=r"\[1\]"):
-        pairs_from_split(emb, [["a"], [], ["b"]])
+        caption_pairs(emb, [["a"], [], ["b"]])
 
 
 def test_subsample_is_seeded():
