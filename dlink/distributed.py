@@ -171,7 +171,11 @@ def extract_split(
         if kind == "audio":
             part = embed_audio_files(encoder, mine, batch_size, num_workers, progress)
         else:
-            part = encoder.embed_text(mine, progress=progress) if mine else np.zeros((0, encoder.dim), np.float32)
+            part = (
+                encoder.embed_text(mine, progress=progress)
+                if mine
+                else np.zeros((0, encoder.dim), np.float32)
+            )
         full = _gather_rows(part, len(items), rank, world)
         if rank == 0:
             buf = io.BytesIO()
@@ -238,7 +242,9 @@ def _ddp_captioner_class():
                 for b in range(0, len(order), cfg.batch_size):
                     idx = order[b : b + cfg.batch_size]
                     xb = self._prepare(x[idx], noise_gen=gen)  # the whole batch: same draws as 1 process
-                    mine = torch.arange(rank, len(idx), world) if len(idx) >= world else torch.arange(len(idx))
+                    mine = (
+                        torch.arange(rank, len(idx), world) if len(idx) >= world else torch.arange(len(idx))
+                    )
                     loss = ddp(xb[mine].to(self.device), [captions[i] for i in idx[mine].tolist()])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -249,6 +255,7 @@ def _ddp_captioner_class():
                     dist.all_reduce(mean)
                     self.history["train_loss"].append(float(mean) / world)
                     bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
                 if val is not None:
                     self.history["val_loss"].append(self.evaluate_loss(*val))
 
@@ -293,7 +300,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--batch-size", type=int, default=None, help="global batch (split over the processes)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--report", default=None, help="JSON file: world size, final loss, each rank's weight hash")
+    t.add_argument(
+        "--report", default=None, help="JSON file: world size, final loss, each rank's weight hash"
+    )
     return p
 
 
