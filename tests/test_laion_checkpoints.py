@@ -143,3 +143,10 @@ def test_the_notebooks_encoder_is_built_only_when_used(fx):
     assert lazy.dim == 512 and lazy._built is not None  # anything else builds it
     with pytest.raises(ValueError, match="holds no vocabulary files"):
         laion.LazyLaionClap(d / "without_pos.pt", tokenizer=d)  # a bad folder still fails at once
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_text_tower_names_the_one_to_use(fx):
+    d, _, _ = fx
+    with pytest.raises(ValueError, match=r"tmodel='transformer'.*looks like.*tmodel='roberta'"):
+        laion.LaionClap(checkpoint=d / "without_pos.pt", tmodel="transformer")
