@@ -529,8 +529,11 @@ class LazyLaionClap:
         self.fingerprint = fingerprint(checkpoint, **opts)
         self._args, self._built = (checkpoint, options), None
 
+    _BUILT_ATTRS = ("model", "cfg", "dim", "device", "amodel", "tmodel", "fusion", "_tokenizer")
+
     def __getattr__(self, attr):
-        if attr.startswith("__") or attr in ("_args", "_built"):
+        # only what a LaionClap has builds it: `getattr(enc, "embed_split_fast", None)` must not
+        if attr.startswith("__") or not (hasattr(LaionClap, attr) or attr in self._BUILT_ATTRS):
             raise AttributeError(attr)
         if self._built is None:
             checkpoint, options = self._args

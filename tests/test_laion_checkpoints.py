@@ -139,6 +139,7 @@ def test_the_notebooks_encoder_is_built_only_when_used(fx):
     real = laion.LaionClap(checkpoint=d / "without_pos.pt", tokenizer=d / "tok")
     # the cache key of a split needs only the fingerprint, which equals the built encoder's
     assert lazy.fingerprint == real.fingerprint and lazy._built is None
+    assert getattr(lazy, "embed_split_fast", None) is None and lazy._built is None  # what embeddings() asks
     assert lazy.fingerprint != laion.LazyLaionClap(d / "with_pos.pt", tokenizer=d / "tok").fingerprint
     assert lazy.dim == 512 and lazy._built is not None  # anything else builds it
     with pytest.raises(ValueError, match="holds no vocabulary files"):
