@@ -119,6 +119,11 @@ def encoder(P, frame: dict | None = None, seed: int = 0):
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
     from dlink import encoders
 
+    if P.encoder == "laion-clap" and P.clap_ckpt is not None:  # built on first use (a cached run
+        from dlink.laion import LazyLaionClap  # needs only the fingerprint)
+        from dlink.profiles import resolve_device
+
+        return LazyLaionClap(P.clap_ckpt, device=resolve_device(P.device), **P.laion_options)
     if P.encoder == "laion-clap":
         return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device, **P.laion_options)
     frame = frame or splits(P)

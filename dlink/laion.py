@@ -391,11 +391,10 @@ class LaionClap(Encoder):
             self._load(sd, checkpoint)
         self.model.to(device).eval()
         self.dim = self.model.joint_embed_shape
-        self._tokenizer, tok_hash = self._make_tokenizer(tokenizer)
+        self._tokenizer, _ = self._make_tokenizer(tokenizer)
         self.fingerprint = None
         if checkpoint is not None:
-            self.fingerprint = (f"laion-clap|{amodel}|{tmodel}|" + ("fusion|" if self.fusion else "")
-                                + f"{file_sha256(checkpoint)}|{tok_hash}")  # fmt: skip
+            self.fingerprint = fingerprint(checkpoint, amodel, tmodel, tokenizer, self.fusion)
 
     def _load(self, sd, checkpoint=None) -> None:
         """Load a state_dict (`read_state_dict`'s) into the model; wrong architectures name the right one."""
@@ -431,25 +430,10 @@ class LaionClap(Encoder):
         if self.tmodel == "transformer":
             tok = clap_module().tokenizer.tokenize
             return (lambda texts: tok(texts, context_length=self.model.context_length)), "clip-bpe"
-        import hashlib
-
         import transformers
 
         source = str(tokenizer) if tokenizer is not None else _TOWER_CONFIGS[self.tmodel][2]
-        digest = hashlib.sha256(source.encode())
-        if tokenizer is not None:
-            folder = Path(tokenizer).resolve()
-            files = [
-                f
-                for f in ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.json")
-                if (folder / f).is_file()
-            ]
-            if not folder.is_dir() or not files:
-                raise ValueError(
-                    f"tokenizer folder {folder} holds no vocabulary files (expected vocab.json + merges.txt, "
-                    f"vocab.txt or tokenizer.json of {_TOWER_CONFIGS[self.tmodel][2]})"
-                )
-            digest = hashlib.sha256(b"".join((folder / f).read_bytes() for f in sorted(files)))
+        tok_hash = _tokenizer_hash(self.tmodel, tokenizer)
         model = getattr(self, "model", None)  # the tower's vocabulary; the published one before a build
         want = (
             model.text_branch.config.vocab_size
@@ -475,7 +459,7 @@ class LaionClap(Encoder):
             enc = tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
             return {k: v for k, v in enc.items()}
 
-        return run, digest.hexdigest()[:16]
+        return run, tok_hash
 
     def _embed_waveforms(self, wavs):
         import torch
@@ -500,6 +484,62 @@ class LaionClap(Encoder):
         with torch.inference_mode():
             emb = self.model.encode_text(tokens, device=self.device)
         return emb.float().cpu().numpy()
+
+
+def _tokenizer_hash(tmodel: str, tokenizer) -> str:
+    """Hash of the tokenizer's vocabulary files (of the hub name when no folder is given)."""
+    import hashlib
+
+    if tmodel == "transformer":
+        return "clip-bpe"
+    source = str(tokenizer) if tokenizer is not None else _TOWER_CONFIGS[tmodel][2]
+    if tokenizer is None:
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = Path(tokenizer).resolve()
+    files = [f for f in ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.json") if (folder / f).is_file()]
+    if not folder.is_dir() or not files:
+        raise ValueError(
+            f"tokenizer folder {folder} holds no vocabulary files (expected vocab.json + merges.txt, "
+            f"vocab.txt or tokenizer.json of {_TOWER_CONFIGS[tmodel][2]})"
+        )
+    return hashlib.sha256(b"".join((folder / f).read_bytes() for f in sorted(files))).hexdigest()[:16]
+
+
+def fingerprint(
+    checkpoint, amodel="HTSAT-tiny", tmodel="roberta", tokenizer=None, enable_fusion=False
+) -> str:
+    """The cache fingerprint of `LaionClap(checkpoint, ...)`, from file hashes alone (no model built)."""
+    return (f"laion-clap|{amodel}|{tmodel}|" + ("fusion|" if enable_fusion else "")
+            + f"{file_sha256(checkpoint)}|{_tokenizer_hash(tmodel, tokenizer)}")  # fmt: skip
+
+
+class LazyLaionClap:
+    """`LaionClap(checkpoint, **options)` built on first use; its `fingerprint` is known at once.
+
+    `embed_split` on a split already in the embedding cache needs only the fingerprint, so the
+    notebooks after 02 (and a rerun of 02) read their embeddings without building the model
+    (seconds per notebook for HTSAT + roberta-base, plus reading the checkpoint). Anything else
+    (`embed_audio`, `model`, ...) builds it, with the same errors as `LaionClap`.
+    """
+
+    name, sample_rate = "laion-clap", SAMPLE_RATE
+
+    def __init__(self, checkpoint, **options):
+        opts = {k: options.get(k, d) for k, d in (("amodel", "HTSAT-tiny"), ("tmodel", "roberta"),
+                                                  ("tokenizer", None), ("enable_fusion", False))}  # fmt: skip
+        self.fingerprint = fingerprint(checkpoint, **opts)
+        self._args, self._built = (checkpoint, options), None
+
+    _BUILT_ATTRS = ("model", "cfg", "dim", "device", "amodel", "tmodel", "fusion", "_tokenizer")
+
+    def __getattr__(self, attr):
+        # only what a LaionClap has builds it: `getattr(enc, "embed_split_fast", None)` must not
+        if attr.startswith("__") or not (hasattr(LaionClap, attr) or attr in self._BUILT_ATTRS):
+            raise AttributeError(attr)
+        if self._built is None:
+            checkpoint, options = self._args
+            self._built = LaionClap(checkpoint=checkpoint, **options)
+        return getattr(self._built, attr)
 
 
 def log_mel(wave, audio_cfg: dict):

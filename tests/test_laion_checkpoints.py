@@ -131,3 +131,23 @@ def test_log_mel_matches_an_independent_reference():
     m = np.linspace(2595 * np.log10(1 + 50 / 700), 2595 * np.log10(1 + 14000 / 700), 66)
     centres = 700 * (10 ** (m[1:-1] / 2595) - 1)
     assert int(mel[0, 50].argmax()) == int(np.abs(centres - 1000).argmin())
+
+
+def test_the_notebooks_encoder_is_built_only_when_used(fx):
+    d, _, _ = fx
+    lazy = laion.LazyLaionClap(d / "without_pos.pt", tokenizer=d / "tok")
+    real = laion.LaionClap(checkpoint=d / "without_pos.pt", tokenizer=d / "tok")
+    # the cache key of a split needs only the fingerprint, which equals the built encoder's
+    assert lazy.fingerprint == real.fingerprint and lazy._built is None
+    assert getattr(lazy, "embed_split_fast", None) is None and lazy._built is None  # what embeddings() asks
+    assert lazy.fingerprint != laion.LazyLaionClap(d / "with_pos.pt", tokenizer=d / "tok").fingerprint
+    assert lazy.dim == 512 and lazy._built is not None  # anything else builds it
+    with pytest.raises(ValueError, match="holds no vocabulary files"):
+        laion.LazyLaionClap(d / "without_pos.pt", tokenizer=d)  # a bad folder still fails at once
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_text_tower_names_the_one_to_use(fx):
+    d, _, _ = fx
+    with pytest.raises(ValueError, match=r"tmodel='transformer'.*looks like.*tmodel='roberta'"):
+        laion.LaionClap(checkpoint=d / "without_pos.pt", tmodel="transformer")

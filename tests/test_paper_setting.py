@@ -38,50 +38,60 @@ def _pipeline(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
-def _check_run(work: Path, res, dataset: str, root: str, notebooks: list[str]) -> None:
+def _check_run(
+    cwd: Path, res, dataset: str, root: str, notebooks: list[str], user: Path | None = None
+) -> None:
+    """The run from `cwd` finished `notebooks`; paths the user typed relative to `cwd` are absolute
+    against `user` (the folder holding clap.pt, tok/ and `root`; default `cwd`)."""
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    done = {p.stem: json.loads(p.read_text()) for p in (work / "runs" / "smoke" / ".done").glob("*.json")}
+    user = user or cwd
+    done = {p.stem: json.loads(p.read_text()) for p in (cwd / "runs" / "smoke" / ".done").glob("*.json")}
     assert sorted(done) == notebooks
     params = done[notebooks[-1]]["parameters"]
     # every relative path was made absolute against the user's folder before any notebook ran
-    assert params["clap_ckpt"] == str(work / "clap.pt") and params["clap_tokenizer"] == str(work / "tok")
-    assert params["data_root"] == str(work / root) and params["dataset"] == dataset
-    gap = json.loads((work / "project" / "results" / "smoke" / "encoder_gap.json").read_text())
+    assert params["clap_ckpt"] == str(user / "clap.pt") and params["clap_tokenizer"] == str(user / "tok")
+    assert params["data_root"] == str(user / root) and params["dataset"] == dataset
+    gap = json.loads((cwd / "project" / "results" / "smoke" / "encoder_gap.json").read_text())
     assert gap["encoder"] == "laion-clap" and gap["test_items"] == 12  # every fixture test clip was embedded
-    out = (work / "runs" / "smoke" / "02_embeddings.ipynb").read_text()
+    out = (cwd / "runs" / "smoke" / "02_embeddings.ipynb").read_text()
     assert f"dataset={dataset}" in out and "encoder=laion-clap" in out
 
 
+NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
 @pytest.mark.slow
-def test_audiocaps_v2_layout_all_notebooks_from_another_directory(work):
-    F.make_audiocaps(work / "audiocaps", layout="v2")
-    res = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "audiocaps",
-                    "-p", "encoder", "laion-clap", "-p", "clap_ckpt", "clap.pt", "-p", "clap_tokenizer", "tok")  # fmt: skip
-    nbs = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    _check_run(work, res, "audiocaps", "audiocaps", nbs)
+def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_directory(work):
+    # AudioCaps 2.0's CSV layout through the loader and LAION-CLAP (notebooks 01-02); its clips and
+    # captions are the v1 fixture's, so the v1 run below finds their embeddings in the cache
+    F.make_audiocaps(work / "ac_v2", layout="v2")
+    args = ["-p", "encoder", "laion-clap", "-p", "clap_ckpt", "clap.pt", "-p", "clap_tokenizer", "tok"]
+    res = _pipeline(work, "--only", "01,02", "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v2", *args)
+    _check_run(work, res, "audiocaps", "ac_v2", NOTEBOOKS[:2])
+    assert "tev2Yt000_30" in (work / "runs" / "smoke" / "01_data.ipynb").read_text()  # read from csv_files_v2
+    # aac-datasets' default layout (v1), every notebook
+    F.make_audiocaps(work / "ac_v1", layout="v1")
+    res = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v1", *args)
+    _check_run(work, res, "audiocaps", "ac_v1", NOTEBOOKS)
     results = work / "project" / "results" / "smoke"
     table = (results / "aac_zero_shot.md").read_text()
     assert "diffusion_link" in table and "unavailable" in table  # SPICE/SPIDEr/FENSE: no resources here
     assert (results / "gap_metrics.csv").is_file() and (results / "aac_supervised.csv").is_file()
+    assert (results / "ablations.csv").is_file()
 
 
 @pytest.mark.slow
-def test_clotho_data_and_laion_embeddings_from_another_directory(work):
-    # Clotho differs from AudioCaps only up to the embeddings (its loader, 44.1 kHz clips with
-    # spaces in their names through LAION-CLAP); notebooks 03-07 read embeddings only, and the
-    # AudioCaps test runs them on this encoder. Notebooks 01-02 keep the test command short.
+def test_clotho_all_notebooks_from_another_directory(work):
     F.make_clotho(work / "clotho")
-    rel = os.path.relpath(work / "clotho", work / "sub")
-    (work / "sub").mkdir()
-    res = _pipeline(work / "sub", "--only", "01,02", "-p", "dataset", "clotho", "-p", "data_root", rel,
-                    "-p", "encoder", "laion-clap", "-p", "clap_ckpt", "../clap.pt", "-p", "clap_tokenizer", "../tok")  # fmt: skip
     sub = work / "sub"
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    done = json.loads((sub / "runs" / "smoke" / ".done" / "02_embeddings.json").read_text())
-    assert done["parameters"]["data_root"] == str(work / "clotho")
-    assert done["parameters"]["clap_ckpt"] == str(work / "clap.pt")
-    gap = json.loads((sub / "project" / "results" / "smoke" / "encoder_gap.json").read_text())
-    assert gap["encoder"] == "laion-clap" and gap["test_items"] == 12
+    sub.mkdir()
+    rel = os.path.relpath(work / "clotho", sub)
+    res = _pipeline(sub, "-p", "dataset", "clotho", "-p", "data_root", rel, "-p", "encoder", "laion-clap",
+                    "-p", "clap_ckpt", "../clap.pt", "-p", "clap_tokenizer", "../tok")  # fmt: skip
+    _check_run(sub, res, "clotho", "clotho", NOTEBOOKS, user=work)
+    results = sub / "project" / "results" / "smoke"
+    assert "diffusion_link" in (results / "aac_zero_shot.md").read_text()
+    assert (results / "aac_supervised.csv").is_file() and (results / "ablations.csv").is_file()
 
 
 def test_relative_path_errors_show_the_absolute_path_tried(tmp_path, capsys, monkeypatch):
