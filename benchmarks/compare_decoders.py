@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import dlink
     from dlink import experiment as X
     from dlink._io import atomic_write_text, write_json
-    from dlink.aac import evaluate, caption_pairs, subsample
+    from dlink.aac import caption_pairs, evaluate, subsample
     from dlink.captioner import CaptionerConfig, PrefixCaptioner
 
     if args.threads:

@@ -63,13 +63,18 @@ def content_key(tag: str, items: Sequence, kind: str, sr: int | None = None) -> 
     return h.hexdigest()
 
 
+def cache_file(key: str, folder: Path | None = None) -> Path:
+    """Where `cached` keeps the array cached under `key` (default folder: data/cache/embeddings)."""
+    return Path(folder or paths.CACHE / "embeddings") / key[:2] / f"{key}.npy"
+
+
 def cached(
     key: str, compute: Callable[[], np.ndarray], enabled: bool = True, folder: Path | None = None
 ) -> np.ndarray:
     """Return the array cached under `key`, or compute it and store it atomically (`.npy`)."""
     if not enabled:
         return compute()
-    path = Path(folder or paths.CACHE / "embeddings") / f"{key[:2]}" / f"{key}.npy"
+    path = cache_file(key, folder)
     if path.is_file():
         try:
             return np.load(path, allow_pickle=False)

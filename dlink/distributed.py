@@ -37,7 +37,10 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import atomic_write_bytes, write_json
-from dlink.encoders import Encoder, content_key, embed_split, l2_normalize, load_audio
+from dlink.cache import cache_file, content_key
+from dlink.data import load_audio
+from dlink.encoder_base import Encoder, l2_normalize
+from dlink.encoders import embed_split
 
 # --------------------------------------------------------------------------- processes
 
@@ -135,11 +138,6 @@ def embed_audio_files(
     for wavs in tqdm(loader, desc=f"{encoder.name} audio", unit="batch", disable=not progress):
         out.append(np.asarray(encoder._embed_waveforms(wavs), dtype=np.float32))
     return l2_normalize(np.concatenate(out))
-
-
-def cache_file(key: str, folder: Path | None = None) -> Path:
-    """Where `dlink.encoders.cached` keeps the array cached under `key`."""
-    return Path(folder or paths.CACHE / "embeddings") / key[:2] / f"{key}.npy"
 
 
 def extract_split(

@@ -121,9 +121,8 @@ def encoder(P, frame: dict | None = None, seed: int = 0):
 
     if P.encoder == "laion-clap" and P.clap_ckpt is not None:  # built on first use (a cached run
         from dlink.laion import LazyLaionClap  # needs only the fingerprint)
-        from dlink.profiles import resolve_device
 
-        return LazyLaionClap(P.clap_ckpt, device=resolve_device(P.device), **P.laion_options)
+        return LazyLaionClap(P.clap_ckpt, device=P.device, **P.laion_options)  # P.device is resolved
     if P.encoder == "laion-clap":
         return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device, **P.laion_options)
     frame = frame or splits(P)

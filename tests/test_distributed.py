@@ -17,7 +17,7 @@ pytest.importorskip("dlink.laion")
 import paper_fixtures as F  # noqa: E402
 
 from dlink import distributed as D  # noqa: E402
-from dlink.encoders import content_key  # noqa: E402
+from dlink.cache import content_key  # noqa: E402
 
 
 @pytest.fixture(scope="module")
