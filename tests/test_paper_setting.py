@@ -29,13 +29,58 @@ def work(tmp_path_factory):
     return d
 
 
-def _pipeline(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def _start(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m dlink.pipeline` (smoke profile) started in `cwd`, its project root cwd/project.
+
+    One thread per process: the AudioCaps and Clotho runs go side by side on the 2 cores."""
     env = dict(os.environ, DLINK_ROOT=str(cwd / "project"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg")  # fmt: skip
+               TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", OMP_NUM_THREADS="1")  # fmt: skip
     env.pop("DLINK_USER_CWD", None)
     cmd = [sys.executable, "-m", "dlink.pipeline", "--profile", "smoke", "--no-progress",
            "--notebooks", str(paths.NOTEBOOKS), "--runs", "runs", *args]  # fmt: skip
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _pipeline(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return _finish(_start(cwd, *args))
+
+
+@pytest.fixture(scope="module")
+def runs(work):
+    """The AudioCaps runs (v2 layout through notebook 02, then v1, every notebook) beside the Clotho
+    run (every notebook, from a subfolder with ../ paths): {"v2", "v2_01", "v1", "clotho": result}."""
+    F.make_audiocaps(work / "ac_v2", layout="v2")
+    F.make_audiocaps(work / "ac_v1", layout="v1")
+    F.make_clotho(work / "clotho")
+    sub = work / "sub"
+    sub.mkdir()
+    rel = os.path.relpath(work / "clotho", sub)
+    clotho = _start(sub, "-p", "dataset", "clotho", "-p", "data_root", rel, "-p", "encoder", "laion-clap",
+                    "-p", "clap_ckpt", "../clap.pt", "-p", "clap_tokenizer", "../tok")  # fmt: skip
+    try:
+        args = ["-p", "encoder", "laion-clap", "-p", "clap_ckpt", "clap.pt", "-p", "clap_tokenizer", "tok"]
+        out = {
+            "v2": _pipeline(
+                work, "--only", "01,02", "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v2", *args
+            )
+        }
+        done = work / "runs" / "smoke" / ".done"
+        out["v2_done"] = sorted(p.name for p in done.glob("*.json"))
+        out["v2_params"] = json.loads((done / f"{NOTEBOOKS[1]}.json").read_text())["parameters"]
+        out["v2_01"] = (work / "runs" / "smoke" / "01_data.ipynb").read_text()
+        out["v1"] = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v1", *args)
+    finally:
+        out["clotho"] = _finish(clotho)
+    return out
 
 
 def _check_run(
@@ -61,18 +106,18 @@ NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.slow
-def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_directory(work):
+def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_directory(work, runs):
     # AudioCaps 2.0's CSV layout through the loader and LAION-CLAP (notebooks 01-02); its clips and
-    # captions are the v1 fixture's, so the v1 run below finds their embeddings in the cache
-    F.make_audiocaps(work / "ac_v2", layout="v2")
-    args = ["-p", "encoder", "laion-clap", "-p", "clap_ckpt", "clap.pt", "-p", "clap_tokenizer", "tok"]
-    res = _pipeline(work, "--only", "01,02", "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v2", *args)
-    _check_run(work, res, "audiocaps", "ac_v2", NOTEBOOKS[:2])
-    assert "tev2Yt000_30" in (work / "runs" / "smoke" / "01_data.ipynb").read_text()  # read from csv_files_v2
+    # captions are the v1 fixture's, so the v1 run finds their embeddings in the cache
+    assert runs["v2"].returncode == 0, runs["v2"].stdout[-3000:] + runs["v2"].stderr[-3000:]
+    assert runs["v2_done"] == [f"{n}.json" for n in NOTEBOOKS[:2]]
+    assert "tev2Yt000_30" in runs["v2_01"]  # read from csv_files_v2
+    assert (
+        runs["v2_params"]["data_root"] == str(work / "ac_v2") and runs["v2_params"]["dataset"] == "audiocaps"
+    )
+    assert runs["v2_params"]["clap_ckpt"] == str(work / "clap.pt")
     # aac-datasets' default layout (v1), every notebook
-    F.make_audiocaps(work / "ac_v1", layout="v1")
-    res = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v1", *args)
-    _check_run(work, res, "audiocaps", "ac_v1", NOTEBOOKS)
+    _check_run(work, runs["v1"], "audiocaps", "ac_v1", NOTEBOOKS)
     results = work / "project" / "results" / "smoke"
     table = (results / "aac_zero_shot.md").read_text()
     assert "diffusion_link" in table and "unavailable" in table  # SPICE/SPIDEr/FENSE: no resources here
@@ -81,14 +126,9 @@ def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_d
 
 
 @pytest.mark.slow
-def test_clotho_all_notebooks_from_another_directory(work):
-    F.make_clotho(work / "clotho")
+def test_clotho_all_notebooks_from_another_directory(work, runs):
     sub = work / "sub"
-    sub.mkdir()
-    rel = os.path.relpath(work / "clotho", sub)
-    res = _pipeline(sub, "-p", "dataset", "clotho", "-p", "data_root", rel, "-p", "encoder", "laion-clap",
-                    "-p", "clap_ckpt", "../clap.pt", "-p", "clap_tokenizer", "../tok")  # fmt: skip
-    _check_run(sub, res, "clotho", "clotho", NOTEBOOKS, user=work)
+    _check_run(sub, runs["clotho"], "clotho", "clotho", NOTEBOOKS, user=work)
     results = sub / "project" / "results" / "smoke"
     assert "diffusion_link" in (results / "aac_zero_shot.md").read_text()
     assert (results / "aac_supervised.csv").is_file() and (results / "ablations.csv").is_file()
