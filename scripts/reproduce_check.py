@@ -43,6 +43,7 @@ NOT_FROM_RUN = (
     "split_unit.md",
     "split_unit_recording.csv",
     "split_unit_series.csv",
+    "stage_costs.md",
     "STALE.md",
 )
 ROUND_OFF = 1e-9
