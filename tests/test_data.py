@@ -45,6 +45,23 @@ def test_smoke_build_is_byte_identical(smoke):
     assert data._is_complete(a)
 
 
+def test_smoke_build_matches_its_snapshot(smoke):
+    # what notebook 01 prints for the first test scenes; this was its stored nbval output, so a change
+    # to the data or caption code that alters the dataset fails here
+    frame = data.load_split("test", size="smoke", seed=0, root=smoke[0])
+    shown = [f"{r['id']} | " + " / ".join(r["captions"][:3]) for _, r in frame.head(3).iterrows()]
+    assert shown == [
+        "test_00000 | A rocket is roaring past loudly and then a heavy gun is booming twice with a low hum "
+        "humming in the background / An electrical drone hums steadily while a rocket roars past nearby, "
+        "followed by a cannon booming two times / A low hum humming as a missile launches with a whoosh "
+        "loudly and then a heavy gun is booming twice",
+        "test_00001 | Thunder is rumbling / A thunderstorm rumbling / Thunder rumbling",
+        "test_00002 | Something swishes past in the distance before a wooden door shuts with a thud twice / "
+        "An object whooshing through the air followed by a door closing two times / Something whooshes "
+        "through the air in the distance, and afterwards a door closes two times",
+    ]
+
+
 def test_splits_share_no_recording_and_sizes(smoke):
     a, _ = smoke
     dfs = {s: data.load_split(s, size="smoke", root=a) for s in data.SPLITS}
