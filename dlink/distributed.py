@@ -7,7 +7,7 @@ One process (what the notebooks do) stays the default; this module adds, for Aud
 - `extract_split`: a split's embeddings sharded over the ranks of a torchrun job (rank r takes
   rows r, r + W, ...), gathered on rank 0 and written to the SAME content-keyed cache entry that
   `dlink.encoders.embed_split` (notebook 02) reads, so the notebooks then start from a cache hit.
-- `fit_captioner`: `PrefixCaptioner.fit` under DistributedDataParallel: every rank draws the same
+- `train_captioner`: `dlink.aac.train_captioner` under DistributedDataParallel: every rank draws the same
   batch order and noise as the single-process fit and takes its share of each batch; gradients are
   averaged by DDP, so the ranks' weights stay identical. `PrefixCaptioner.fit` itself is unchanged.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import io
 import json
 import os
 import sys
@@ -36,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from dlink import paths
-from dlink._io import atomic_write_bytes, write_json
-from dlink.cache import cache_file, content_key
+from dlink._io import write_json
+from dlink.cache import cache_file, cached, content_key
 from dlink.data import load_audio
 from dlink.encoder_base import Encoder, l2_normalize
 from dlink.encoders import embed_split
@@ -176,9 +175,7 @@ def extract_split(
             )
         full = _gather_rows(part, len(items), rank, world)
         if rank == 0:
-            buf = io.BytesIO()
-            np.save(buf, full, allow_pickle=False)
-            atomic_write_bytes(cache_file(key), buf.getvalue())
+            cached(key, lambda full=full: full)  # written atomically, as embed_split writes its entries
     _barrier()
     return embed_split(encoder, df, progress=False) if rank == 0 else None
 
@@ -186,10 +183,11 @@ def extract_split(
 # --------------------------------------------------------------------------- captioner training
 
 
-def fit_captioner(X, captions: list[str], config=None, device: str = "cpu", val=None, progress: bool = False):
-    """A PrefixCaptioner fitted on X (N, D) + N captions by every rank of the job together (DDP).
-
-    Single process (no torchrun): exactly `PrefixCaptioner(config).fit(...)`. Returns the captioner
+def train_captioner(
+    X, captions: list[str], config=None, device: str = "cpu", val=None, progress: bool = False
+):
+    """`dlink.aac.train_captioner` by every rank of the job together (DDP): a PrefixCaptioner fitted on
+    X (N, D) + N captions. Single process (no torchrun): exactly `PrefixCaptioner(config).fit(...)`. Returns the captioner
     on every rank; its weights are identical across ranks.
     """
     from dlink.captioner import CaptionerConfig, PrefixCaptioner
@@ -339,7 +337,7 @@ def _train_captioner(args, rank: int, world: int, device: str) -> None:
     cfg = dict(lm=args.lm, epochs=args.epochs, seed=args.seed)
     if args.batch_size:
         cfg["batch_size"] = args.batch_size
-    cap = fit_captioner(X, captions, CaptionerConfig(**cfg), device=device)
+    cap = train_captioner(X, captions, CaptionerConfig(**cfg), device=device)
     digest = weights_sha256(cap)
     digests = [None] * world
     if world > 1:
