@@ -424,3 +424,23 @@ def _quantiles(boots: np.ndarray, estimate: float, q, shift: bool) -> tuple[floa
     """Percentile interval of `boots`; with shift, moved by the bootstrap's bias (mean - estimate)."""
     lo, hi = np.quantile(boots, q) - ((boots.mean() - estimate) if shift else 0.0)
     return float(lo), float(hi)
+
+
+FLOOR, ORACLE = "floor: another scene's caption", "oracle: 2nd caption"
+
+
+def gap_calibration(text: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Calibration rows for the gap table, judged against caption 0 of each test scene.
+
+    text: (N, C, D) test captions. Floor: item i gets caption 1 (0 if C = 1) of ANOTHER scene (a
+    seeded derangement): in the text distribution, no information about item i. Oracle (C >= 2):
+    item i's own caption 1, what a perfect bridge could give. Returns {name: (N, D)}.
+    """
+    n, c = text.shape[0], text.shape[1]
+    order = np.random.default_rng(seed).permutation(n)
+    other = np.empty(n, dtype=np.int64)
+    other[order] = np.roll(order, -1)  # a cycle through a random order: no item keeps its own scene
+    out = {FLOOR: text[other, min(1, c - 1)]}
+    if c >= 2:
+        out[ORACLE] = text[:, 1]
+    return out

@@ -203,7 +203,7 @@ def test_gap_intervals_bad_input():
 
 
 def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():
-    from dlink.experiment import FLOOR, ORACLE, gap_calibration
+    from dlink.gap import FLOOR, ORACLE, gap_calibration
 
     rng = np.random.default_rng(1)
     text = rng.normal(size=(50, 3, 8))
