@@ -275,11 +275,14 @@ class Bridge:
         pass
 
     def save(self, folder):
-        """Write folder/config.json + folder/model.safetensors (atomic). Returns the folder Path."""
+        """Write folder/config.json (with the training history) + folder/model.safetensors (atomic).
+        Returns the folder Path."""
         self._check_fitted()
         meta = {"bridge": self.name, "dim": self.dim, "config": asdict(self.config)}
         if self.train is not None:
             meta["train"] = asdict(self.train)
+        if self.history:  # so a bridge loaded from a cache can still plot how it was trained
+            meta["history"] = {k: [float(v) for v in vals] for k, vals in self.history.items()}
         return _io.save_checkpoint(folder, meta, self._state())
 
     @classmethod
@@ -300,6 +303,7 @@ class Bridge:
             )
         obj = sub(**meta["config"], **meta.get("train", {}))
         obj.dim = int(meta["dim"])
+        obj.history = {k: list(v) for k, v in meta.get("history", {}).items()}
         obj._set_state(tensors, device=device)
         return obj
 

@@ -114,6 +114,8 @@ def test_save_load_gives_identical_outputs(link, data, tmp_path):
     again = DiffusionLink.load(tmp_path / "ck")
     np.testing.assert_array_equal(again.transform(va), link.transform(va))
     assert again.config == link.config and again.train == link.train
+    # a bridge loaded from a cache still has its training curves (notebook 03 plots them)
+    assert again.history == link.history and len(again.history["total"]) == 20
 
 
 def test_batching_and_input_types_do_not_change_outputs(link, data):
