@@ -65,3 +65,19 @@ def paired_relative_gain(
     boots = num[den > 0] / den[den > 0] - 1
     a = (1 - level) / 2
     return float(w.mean() / b.mean() - 1), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+
+
+def paired_difference(
+    a, b, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float, float]:
+    """(difference, lo, hi) of mean(a) - mean(b) over the same items, paired percentile bootstrap.
+
+    a, b: per-item scores of two rows on the same items, (items,) or (seeds, items).
+    """
+    x, y = _items(a, "a"), _items(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must score the same items: {x.shape} vs {y.shape}")
+    d = x - y
+    boots = d[_indices(d.size, n_boot, seed)].mean(1)
+    q = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dlink.stats import bootstrap_ci, paired_relative_gain
+from dlink.stats import bootstrap_ci, paired_difference, paired_relative_gain
 
 
 def test_bootstrap_interval_covers_a_known_mean_at_about_nominal_rate():
@@ -26,6 +26,19 @@ def test_paired_gain_point_and_interval():
     assert lo < g < hi and lo > 0.05
     seeds = np.stack([base, base * 1.1])  # (seeds, items): averaged over seeds first
     assert bootstrap_ci(seeds)[0] == pytest.approx(base.mean() * 1.05)
+
+
+def test_paired_difference_is_exact_for_a_constant_shift_and_narrower_than_unpaired():
+    rng = np.random.default_rng(2)
+    base = rng.exponential(1.0, size=300)
+    assert paired_difference(base + 0.1, base) == pytest.approx((0.1, 0.1, 0.1))
+    noisy = base + 0.1 + rng.normal(0, 0.2, size=300)
+    d, lo, hi = paired_difference(noisy, base)
+    assert lo < d < hi and lo > 0  # the shift is resolved although the items' spread (~1) is 10x it
+    _, blo, bhi = bootstrap_ci(noisy)
+    assert hi - lo < (bhi - blo) / 3
+    with pytest.raises(ValueError, match="same items"):
+        paired_difference([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_bad_inputs():
