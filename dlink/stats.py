@@ -35,6 +35,19 @@ def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
+def _interval(boots: np.ndarray, level: float) -> tuple[float, float]:
+    q = (1 - level) / 2
+    return float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))
+
+
+def _pair(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two rows' per-item scores, checked to be over the same items."""
+    x, y = _items(x, names[0]), _items(y, names[1])
+    if x.shape != y.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must score the same items: {x.shape} vs {y.shape}")
+    return x, y
+
+
 def bootstrap_ci(
     values, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -43,9 +56,7 @@ def bootstrap_ci(
     values: (items,) or (seeds, items) float; with seeds, items are averaged over seeds first.
     """
     v = _items(values, "values")
-    boots = v[_indices(v.size, n_boot, seed)].mean(1)
-    a = (1 - level) / 2
-    return float(v.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    return float(v.mean()), *_interval(v[_indices(v.size, n_boot, seed)].mean(1), level)
 
 
 def paired_relative_gain(
@@ -55,16 +66,12 @@ def paired_relative_gain(
 
     with_, without: per-item scores of two rows on the same items, (items,) or (seeds, items).
     """
-    w, b = _items(with_, "with_"), _items(without, "without")
-    if w.shape != b.shape:
-        raise ValueError(f"with_ and without must score the same items: {w.shape} vs {b.shape}")
+    w, b = _pair(with_, without, ("with_", "without"))
     if b.mean() <= 0:
         raise ValueError("without has mean score <= 0: a relative gain is undefined")
     idx = _indices(w.size, n_boot, seed)
     num, den = w[idx].mean(1), b[idx].mean(1)
-    boots = num[den > 0] / den[den > 0] - 1
-    a = (1 - level) / 2
-    return float(w.mean() / b.mean() - 1), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    return float(w.mean() / b.mean() - 1), *_interval(num[den > 0] / den[den > 0] - 1, level)
 
 
 def paired_difference(
@@ -74,10 +81,6 @@ def paired_difference(
 
     a, b: per-item scores of two rows on the same items, (items,) or (seeds, items).
     """
-    x, y = _items(a, "a"), _items(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"a and b must score the same items: {x.shape} vs {y.shape}")
+    x, y = _pair(a, b, ("a", "b"))
     d = x - y
-    boots = d[_indices(d.size, n_boot, seed)].mean(1)
-    q = (1 - level) / 2
-    return float(d.mean()), float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))
+    return float(d.mean()), *_interval(d[_indices(d.size, n_boot, seed)].mean(1), level)
