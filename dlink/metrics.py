@@ -103,25 +103,18 @@ def _sbert_model():
     return SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
 
 
-_SBERT_REFS: dict[tuple[str, ...], np.ndarray] = {}  # flat references -> their embeddings (last few sets)
-
-
-def _sbert_refs(flat: list[str]) -> np.ndarray:
+@lru_cache(maxsize=4)
+def _sbert_refs(flat: tuple[str, ...]) -> np.ndarray:
     """Embeddings of the flat reference list; every scored row of one test set shares its references,
     so they are encoded once (same call, same batches: the values are those of a fresh encode)."""
-    key = tuple(flat)
-    if key not in _SBERT_REFS:
-        if len(_SBERT_REFS) >= 4:
-            _SBERT_REFS.pop(next(iter(_SBERT_REFS)))
-        _SBERT_REFS[key] = _sbert_model().encode(flat, normalize_embeddings=True, convert_to_numpy=True)
-    return _SBERT_REFS[key]
+    return _sbert_model().encode(list(flat), normalize_embeddings=True, convert_to_numpy=True)
 
 
 def _sbert_sim(predictions, references) -> float:
     model = _sbert_model()
     flat = [r for refs in references for r in refs]
     p = model.encode(list(predictions), normalize_embeddings=True, convert_to_numpy=True)
-    r = _sbert_refs(flat)
+    r = _sbert_refs(tuple(flat))
     sims, k = [], 0
     for i, refs in enumerate(references):
         sims.append(float((r[k : k + len(refs)] @ p[i]).mean()))
