@@ -1,8 +1,9 @@
 """Which captioner decoder learns within the CPU budget? Measured side by side in one run.
 
 Both decoders of `dlink.PrefixCaptioner` are trained on the default profile's fit-scene TEXT
-embeddings (the zero-shot setting) and fed the test captions' own text embeddings (the oracle row
-of notebook 05), scored against captions 2-5 of all test scenes:
+embeddings (the zero-shot setting) and fed the VALIDATION captions' own text embeddings (the oracle
+row of notebook 05, on validation: the decoder is a choice, so the test split never informs it),
+scored against captions 2-5 of all validation scenes:
 - "scratch": the small GPT-2-style decoder trained from scratch, on all fit captions (default epochs);
 - an LLM prefix (default "smollm2-135m", frozen): on as many captions as `--llm-captions` (1,280 = the
   old default profile's budget, ~3 min here), 1 epoch;
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     P = dlink.resolve_params(profile="default", device=args.device)
     emb, frame = X.embeddings(P), X.splits(P)
-    idx, refs = X.eval_subset(P, frame["test"])
+    idx, refs = X.eval_subset(P, frame["val"])
     Xfit, caps = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
     Xval, cval = caption_pairs(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
     small = subsample(len(caps), args.llm_captions, seed=0)
@@ -68,14 +69,14 @@ def main(argv=None) -> int:
         cap.fit(Xfit[sub], [caps[i] for i in sub], val=(Xval, cval), progress=False)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        m, preds = evaluate(cap, emb["test"]["text"][idx, 0], refs)
+        m, preds = evaluate(cap, emb["val"]["text"][idx, 0], refs)
         rec = {
             "decoder": name,
             "train_captions": int(len(sub)),
             "fit_s": round(fit_s, 1),
             "decode_and_score_s": round(time.perf_counter() - t0, 1),
             "final_val_loss": round(cap.history["val_loss"][-1], 3),
-            "oracle_CIDEr-D": round(m["CIDEr-D"], 3),
+            "val_oracle_CIDEr-D": round(m["CIDEr-D"], 3),
             "distinct": round(m["distinct"], 3),
             "example": preds[0],
         }
@@ -94,11 +95,11 @@ def main(argv=None) -> int:
     results, figures = X.results_dir(P), X.figures_dir(P)
     fig.savefig(figures / "decoder_comparison.png", dpi=150)
     write_json(results / "decoder_comparison.json", out)
-    lines = ["| decoder | train captions | fit s | decode+score s | final val loss | oracle CIDEr-D | distinct |",
+    lines = ["| decoder | train captions | fit s | decode+score s | final val loss | val oracle CIDEr-D | distinct |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     lines += [
         f"| {r['decoder']} | {r['train_captions']} | {r['fit_s']} | {r['decode_and_score_s']} | "
-        f"{r['final_val_loss']} | {r['oracle_CIDEr-D']} | {100 * r['distinct']:.0f} % |"
+        f"{r['final_val_loss']} | {r['val_oracle_CIDEr-D']} | {100 * r['distinct']:.0f} % |"
         for r in out
     ]
     atomic_write_text(results / "decoder_comparison.md", "\n".join(lines) + "\n")

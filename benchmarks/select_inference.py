@@ -3,7 +3,7 @@
 Fits Diffusion-Link (default profile settings: max 20 epochs, patience 3, fit scenes) once per
 centring ("none", "modality"), bridges the validation audio with every (start noise, k*, S) and
 prints audio->text R@1/R@10, paired cosine, centroid distance and separability beside raw audio and
-ridge regression. Output: docs/inference_selection.csv (the numbers docs/METHOD.md quotes).
+ridge regression. Output: data/inference_selection.csv (git-ignored; docs/METHOD.md says why).
 Needs the default profile's embeddings (notebooks 01-02). About 8 minutes on 2 CPU cores.
 """
 
@@ -17,7 +17,7 @@ from dlink.baselines import make_bridge
 from dlink.gap import gap_report
 
 
-def main(out="docs/inference_selection.csv"):
+def main(out="data/inference_selection.csv"):
     P = dlink.resolve_params(profile="default")
     emb = X.embeddings(P)
     val, rows = emb["val"], []

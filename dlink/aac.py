@@ -98,6 +98,23 @@ def evaluate(
     return metrics, preds
 
 
+def mean_over_folds(records: list[dict], method: str) -> dict:
+    """One record from the records of the same rows scored once per fold's bridge (K-fold
+    cross-fitting): every number and the per-item CIDEr-D averaged over the folds, under `method`."""
+    if not records:
+        raise ValueError("mean_over_folds needs at least one record")
+    out = dict(records[0], method=method)
+    for key, value in records[0].items():
+        if key == "seed" or isinstance(value, bool):
+            continue
+        if key == "CIDEr-D_items":
+            out[key] = [float(v) for v in np.mean([r[key] for r in records], axis=0)]
+        elif isinstance(value, (int, float)):
+            out[key] = float(np.mean([r[key] for r in records]))
+    out["n_folds"] = len(records)
+    return out
+
+
 def summarize(records, base: str = "identity", level: float = 0.95) -> list[dict]:
     """One summary per (decoder, method) over seeds, with bootstrap intervals over items.
 

@@ -247,24 +247,59 @@ def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
     return {k: best[k] for k in tuning_grid(P, name)[scores.index(best)]}, scores
 
 
-def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",)) -> dict:
-    """{method: {split: (N, D) bridged audio, "settings": chosen inference settings}} for every bridge
-    in the registry, for the splits `on`: fitted on the fit scenes, inference settings tuned on val
-    (`tune`), cached as .npz."""
+def tune_for_captioning(P, name: str, bridge, emb: dict, captioner) -> tuple[dict, list[dict]]:
+    """Choose bridge `name`'s inference settings for the task a captioning table scores: the highest
+    validation CIDEr-D of `captioner` (the zero-shot captioner, trained on text) fed the bridged
+    validation audio; the first best in grid order. Same grid as `tune`.
+    Returns (chosen settings, [{settings..., "val_CIDEr-D"}] for every setting tried)."""
+    from dlink.metrics import cider_d_items
+
+    grid = tuning_grid(P, name)
+    vidx, vrefs = eval_subset(P, splits(P)["val"])
+    audio = emb["val"]["audio"]
+    preds = {}
+    for i, setting in enumerate(grid):
+        # the whole validation split goes through the bridge (as `tune` does), so a noised start
+        # draws the same noise whatever subset is scored
+        out = bridge.configured(**setting).transform(audio) if setting else bridge.transform(audio)
+        preds[str(i)] = captioner.generate(out[vidx], beams=P.profile.beams)
+    scores = cider_d_items(preds, vrefs)
+    table = [{**s, "val_CIDEr-D": float(scores[str(i)].mean())} for i, s in enumerate(grid)]
+    best = max(range(len(grid)), key=lambda i: table[i]["val_CIDEr-D"])
+    return dict(grid[best]), table
+
+
+def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=None) -> dict:
+    """{method: {split: (N, D) bridged audio, "settings": chosen inference settings, "scores": the
+    validation score of every setting tried}} for every bridge
+    in the registry, for the splits `on`: fitted on the fit scenes, inference settings chosen on val,
+    cached as .npz. Without `captioner` the settings serve the gap table (`tune`: audio->text R@1);
+    with the zero-shot `captioner` of `fit_captioner` they serve the captioning tables
+    (`tune_for_captioning`: that captioner's validation CIDEr-D)."""
     from dlink.baselines import BRIDGES
 
+    if captioner is not None and getattr(captioner, "cache_key", None) is None:
+        raise ValueError("captioner must come from experiment.fit_captioner (its cache key names the selection)")
+    tag = "tuned" if captioner is None else f"cider-{captioner.cache_key}"
     out = {}
     for m in list(methods or BRIDGES):
-        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}-{_short(_digest(emb))}-tuned.npz"
+        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}-{_short(_digest(emb))}-{tag}.npz"
         have = dict(np.load(f)) if f.is_file() else {}
-        if not all(s in have for s in on) or "settings" not in have:
+        if not all(s in have for s in on) or "scores" not in have:
             b = fit_bridge(P, m, emb, seed=seed)
-            settings, _ = tune(P, m, b, emb, seed)
+            if captioner is None:
+                settings, scores = tune(P, m, b, emb, seed)
+            else:
+                settings, scores = tune_for_captioning(P, m, b, emb, captioner)
             b = b.configured(**settings) if settings else b
             have = {s: have[s] if s in have else b.transform(emb[s]["audio"]).astype(np.float32) for s in on}
             have["settings"] = np.array(json.dumps(settings, sort_keys=True))
+            have["scores"] = np.array(json.dumps(scores, sort_keys=True))
             _save_npz(f, have)
-        out[m] = {s: have[s] for s in on} | {"settings": json.loads(str(have["settings"]))}
+        out[m] = {s: have[s] for s in on} | {
+            "settings": json.loads(str(have["settings"])),
+            "scores": json.loads(str(have["scores"])),  # every setting tried, with its validation score
+        }
     return out
 
 
@@ -306,10 +341,13 @@ def fit_captioner(
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
     folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
     if cache and (folder / "config.json").is_file():
-        return PrefixCaptioner.load(folder, device=P.device)
-    cap = train_captioner(X, captions, cfg, device=P.device, val=val)
-    if cache:
-        cap.save(folder)
+        cap = PrefixCaptioner.load(folder, device=P.device)
+    else:
+        cap = train_captioner(X, captions, cfg, device=P.device, val=val)
+        if cache:
+            cap.save(folder)
+    # names this captioner in the caches of what was chosen with it (`bridged(captioner=)`)
+    cap.cache_key = folder.name if cache else None
     return cap
 
 
@@ -342,28 +380,143 @@ def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
     return idx, refs
 
 
-def cross_fitted(P, name: str, emb: dict, seed: int, folds: int) -> np.ndarray:
-    """Out-of-fold bridged audio of the fit scenes: (N_fit, D). Scene fold f is bridged by a bridge fitted
-    on the other folds, so no captioner input comes from a bridge that saw its pair. Inference settings:
-    those `bridged` chose on validation for this seed's bridge fitted on all fit scenes."""
+def cross_fitted(P, name: str, emb: dict, seed: int, folds: int, settings: dict) -> dict:
+    """K-fold cross-fitting of bridge `name` over the fit scenes, for the supervised captioner.
+
+    Returns {"fit": (N_fit, D) out-of-fold bridged audio: scene fold f is bridged by the bridge fitted
+    on the other folds, so no captioner input comes from a bridge that saw its pair; "test":
+    (folds, N_test, D) the test audio bridged by EACH fold's bridge, so the test inputs come from the
+    same bridges as the training inputs (score each and average)}. `settings`: the inference settings.
+    """
     n = len(emb["fit"]["audio"])
     if not 2 <= folds <= n:
         raise ValueError(f"cross_fit_folds={folds} must be in 2..{n} (the fit scenes)")
     digest = _short(hashlib.sha256(np.ascontiguousarray(emb["fit"]["audio"]).tobytes()).hexdigest())
+    tag = _short(json.dumps(settings, sort_keys=True))
     path = (
         run_dir(P)
         / "bridged"
-        / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}-{_short(_digest(emb))}.npz"
+        / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}-{_short(_digest(emb))}-{tag}.npz"
     )
     if path.is_file():
-        return np.load(path)["fit"]
-    settings = bridged(P, emb, seed=seed, methods=[name], on=())[name]["settings"]
+        with np.load(path) as z:
+            return {"fit": z["fit"], "test": z["test"]}
     fold = np.random.default_rng(seed).permutation(n) % folds
     out = np.zeros_like(emb["fit"]["audio"])
+    test = np.zeros((folds, *emb["test"]["audio"].shape), dtype=np.float32)
     for f in range(folds):
         part = {"fit": {k: v[fold != f] for k, v in emb["fit"].items()}, "val": emb["val"]}
         bridge = fit_bridge(P, name, part, seed=seed, split="fit", cache=False)
         bridge = bridge.configured(**settings) if settings else bridge
         out[fold == f] = bridge.transform(emb["fit"]["audio"][fold == f])
-    _save_npz(path, {"fit": out})
+        test[f] = bridge.transform(emb["test"]["audio"])
+    _save_npz(path, {"fit": out, "test": test})
+    return {"fit": out, "test": test}
+
+
+# --------------------------------------------------------------------------- which term carries a claim
+
+# Diffusion-Link's training terms switched off in turn: the two the paper names (cross-sample
+# prediction, topology) and the text prior, the diffusion loss on text that our reconstruction adds
+# (docs/METHOD.md). "all terms" is the model every table reports.
+TERM_VARIANTS: dict[str, dict] = {
+    "all terms": {},
+    "no cross-sample": {"lambda_cross": 0.0},
+    "no topology": {"lambda_topo": 0.0},
+    "neither named term": {"lambda_cross": 0.0, "lambda_topo": 0.0},
+    "no text prior": {"use_prior": False},
+}
+
+
+def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs, labels=None) -> dict:
+    """Test scores of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
+
+    Every variant is fitted on the fit scenes and bridges with the same inference `settings` (those the
+    captioning tables use), so only the training terms differ. `captioner`: the zero-shot captioner;
+    idx, refs: the scored test items (`eval_subset`); labels: N label-set strings or None.
+    Returns {variant: {"bridged": (N, D), "a2t_R1_items": (N,) 0/1, "a2t_mAP_labels_items": (N,) or
+    None, "CIDEr-D_items": (len(idx),)}} for paired differences over seeds and items.
+    """
+    from dlink.gap import label_set_ap, retrieval_ranks
+    from dlink.metrics import cider_d_items
+
+    test = emb["test"]
+    out, preds = {}, {}
+    for name, overrides in TERM_VARIANTS.items():
+        bridge = fit_bridge(P, "diffusion_link", emb, seed=seed, **overrides)
+        x = (bridge.configured(**settings) if settings else bridge).transform(test["audio"])
+        out[name] = {
+            "bridged": x,
+            "a2t_R1_items": (retrieval_ranks(x, test["text"][:, 0]) == 0).astype(float),
+            "a2t_mAP_labels_items": None if labels is None else label_set_ap(x, test["text"][:, 0], labels),
+        }
+        preds[name] = captioner.generate(x[idx], beams=P.profile.beams)
+    for name, items in cider_d_items(preds, refs).items():
+        out[name]["CIDEr-D_items"] = items
     return out
+
+
+def term_ablation_rows(per_seed: list[dict], texts: list, versus: str = "all terms") -> list[dict]:
+    """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP and
+    CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired difference to
+    `versus` with its interval and whether the interval excludes 0 ("resolved").
+
+    per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s].
+    """
+    from dlink.gap import gap_intervals
+    from dlink.stats import bootstrap_ci, paired_difference
+
+    names = list(per_seed[0])
+    gap = {
+        r["method"]: r
+        for r in gap_intervals({n: [s[n]["bridged"] for s in per_seed] for n in names}, texts, versus=versus)
+    }
+    rows = []
+    for name in names:
+        g = gap[name]
+        row = {"variant": name, "n_seeds": len(per_seed), "n_items": g["n_items"]}
+        for key, short in (("centroid_distance", "centroid"), ("R1", "R1")):
+            row |= {key: g[key], f"{key}_lo": g[f"{key}_lo"], f"{key}_hi": g[f"{key}_hi"]}
+            row |= {f"d_{key}": g[f"d_{short}"], f"d_{key}_lo": g[f"d_{short}_lo"], f"d_{key}_hi": g[f"d_{short}_hi"]}
+        for key in ("a2t_mAP_labels", "CIDEr-D"):
+            if per_seed[0][name][f"{key}_items"] is None:
+                continue
+            items = np.array([s[name][f"{key}_items"] for s in per_seed])
+            ref = np.array([s[versus][f"{key}_items"] for s in per_seed])
+            row |= dict(zip((key, f"{key}_lo", f"{key}_hi"), bootstrap_ci(items), strict=True))
+            row |= dict(zip((f"d_{key}", f"d_{key}_lo", f"d_{key}_hi"), paired_difference(items, ref), strict=True))
+        rows.append(row)
+    return rows
+
+
+def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms") -> tuple[Path, Path]:
+    """<stem>.csv (every number) and <stem>.md (value [CI] and difference to `versus` [CI]). Atomic."""
+    import pandas as pd
+
+    from dlink._io import atomic_write_text
+
+    stem = Path(stem)
+    csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
+    keys = [k for k in ("centroid_distance", "R1", "a2t_mAP_labels", "CIDEr-D") if k in rows[0]]
+    head = {"centroid_distance": "centroid distance ↓", "R1": "a2t R@1 ↑", "a2t_mAP_labels": "label mAP ↑",
+            "CIDEr-D": "CIDEr-D ↑"}  # fmt: skip
+    lines = [
+        f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "
+        f"{rows[0]['n_items']} items. Value [95 % CI] and the paired difference to `{versus}` [95 % CI]; "
+        "(resolved) when that interval excludes 0. Same inference settings for every variant.",
+        "",
+        "| variant | " + " | ".join(f"{head[k]} | minus {versus}" for k in keys) + " |",
+        "| --- |" + " ---: | ---: |" * len(keys),
+    ]
+    for r in rows:
+        cells = []
+        for k in keys:
+            cells.append(f"{r[k]:.3f} [{r[f'{k}_lo']:.3f}, {r[f'{k}_hi']:.3f}]")
+            if r["variant"] == versus:
+                cells.append("-")
+            else:
+                resolved = " (resolved)" if r[f"d_{k}_lo"] > 0 or r[f"d_{k}_hi"] < 0 else ""
+                cells.append(f"{r[f'd_{k}']:+.3f} [{r[f'd_{k}_lo']:+.3f}, {r[f'd_{k}_hi']:+.3f}]{resolved}")
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
+    return csv_path, md_path

@@ -148,6 +148,11 @@ def label_set_map(query, gallery, labels) -> float:
     """Mean average precision of cosine retrieval query -> gallery (N, D) each, where gallery row j
     is relevant to query i when labels[j] == labels[i] (e.g. a scene's sorted label set as a string;
     every query has at least its own pair). Returns the mean over queries of AP in [0, 1]."""
+    return float(label_set_ap(query, gallery, labels).mean())
+
+
+def label_set_ap(query, gallery, labels) -> np.ndarray:
+    """(N,) average precision of each query, as in `label_set_map` (which is their mean)."""
     q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     lab = np.asarray([str(x) for x in labels])
     if not (q.shape == g.shape and lab.shape == (q.shape[0],)):
@@ -163,7 +168,7 @@ def label_set_map(query, gallery, labels) -> float:
         hits = np.cumsum(rel, axis=1)
         prec = hits / np.arange(1, rel.shape[1] + 1)
         aps[s : s + rel.shape[0]] = (prec * rel).sum(1) / rel.sum(1)
-    return float(aps.mean())
+    return aps
 
 
 def _two_sets(x, y, min_rows: int) -> tuple[np.ndarray, np.ndarray]:

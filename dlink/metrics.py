@@ -203,6 +203,48 @@ def _add_aac_metrics(out: dict, predictions, references) -> None:
     out["notes"] = notes
 
 
+
+def _tokenize(prediction_sets, references) -> tuple[list[dict], dict]:
+    """PTB-tokenise several sets of N predictions and their N reference lists in ONE tokenizer call
+    (each call starts a JVM, ~1 s). Returns ([{i: [caption]} per set], {i: [references]})."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    n = len(references)
+    # Newlines would shift the tokenizer's line-per-caption output, so they become spaces.
+    both = {
+        f"p{j}_{i}": [{"caption": " ".join(p.split())}]
+        for j, preds in enumerate(prediction_sets)
+        for i, p in enumerate(preds)
+    }
+    both.update(
+        {f"r{i}": [{"caption": " ".join(r.split())} for r in refs] for i, refs in enumerate(references)}
+    )
+    tok = PTBTokenizer().tokenize(both)
+    # The PTB jar drops a trailing empty line, so empty predictions may be missing: fill them in.
+    sets = []
+    for j in range(len(prediction_sets)):
+        res = {i: tok.get(f"p{j}_{i}", [""]) for i in range(n)}
+        sets.append({i: (v if len(v) == 1 else [""]) for i, v in res.items()})
+    return sets, {i: tok[f"r{i}"] for i in range(n)}
+
+
+def cider_d_items(prediction_sets: dict[str, list[str]], references) -> dict[str, np.ndarray]:
+    """Per-item CIDEr-D of several prediction sets against the same references, one tokenizer call.
+
+    prediction_sets: {name: N captions}; references: N lists. Returns {name: (N,) float}, each set
+    scored exactly as `caption_metrics(...)["CIDEr-D_items"]` would score it alone (the idf comes
+    from the references only). For choosing among many settings on validation at little cost.
+    """
+    from pycocoevalcap.cider.cider import Cider
+
+    names = list(prediction_sets)
+    for name in names:
+        _validate(prediction_sets[name], references)
+    _check_java()
+    sets, gts = _tokenize([prediction_sets[k] for k in names], references)
+    return {k: np.asarray(Cider().compute_score(gts, res)[1], dtype=float) for k, res in zip(names, sets)}
+
+
 def caption_metrics(predictions, references, sbert: bool = False, per_item: bool = False) -> dict:
     """Score captions against references (coco-caption protocol).
 
@@ -219,20 +261,9 @@ def caption_metrics(predictions, references, sbert: bool = False, per_item: bool
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     n = len(predictions)
-    # One tokenizer call for predictions and references together: each call starts a JVM (~1 s).
-    # Newlines would shift the tokenizer's line-per-caption output, so they become spaces.
-    both = {f"p{i}": [{"caption": " ".join(p.split())}] for i, p in enumerate(predictions)}
-    both.update(
-        {f"r{i}": [{"caption": " ".join(r.split())} for r in refs] for i, refs in enumerate(references)}
-    )
-    tok = PTBTokenizer().tokenize(both)
-    res = {i: tok.get(f"p{i}", [""]) for i in range(n)}
-    gts = {i: tok[f"r{i}"] for i in range(n)}
-    # The PTB jar drops a trailing empty line, so empty predictions may be missing: fill them in.
-    res = {i: (v if len(v) == 1 else [""]) for i, v in res.items()}
+    (res,), gts = _tokenize([predictions], references)
 
     out: dict = {}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)

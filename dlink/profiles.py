@@ -77,6 +77,8 @@ class Profile:
     # CapDec noise variances tried on the validation split (with CapDec's published setting)
     noise_variances: tuple[float, ...] = (CAPDEC_NOISE_VARIANCE,)
     cross_fit_folds: int = 2  # supervised AAC: K-fold cross-fitting of the bridge over the fit scenes
+    # supervised AAC: further arms with other K (each K costs K bridge fits per seed)
+    extra_cross_fit_folds: tuple[int, ...] = ()
     start_steps: tuple[int, ...] = (500,)  # ablation: SDEdit start step k* (of T = 1000)
     ddim_steps: tuple[int, ...] = (5,)  # ablation: deterministic DDIM steps from k* to 0
     n_blocks: tuple[int, ...] = (3,)  # ablation: residual MLP blocks in the denoiser
@@ -142,6 +144,7 @@ PROFILES: dict[str, Profile] = {
         umap_points=300,
         caption_seeds=3,
         noise_variances=(0.001, 0.004, CAPDEC_NOISE_VARIANCE, 0.064),
+        extra_cross_fit_folds=(5,),
         start_steps=(100, 200, 300, 400, 500, 600, 700, 800, 900),
         ddim_steps=(1, 2, 5, 10, 20, 50),
         n_blocks=(1, 2, 3, 4, 6),

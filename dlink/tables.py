@@ -302,3 +302,23 @@ def write_intervals(
     ]
     md_path = atomic_write_text(_out_path(stem, ".md"), "\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def write_settings(chosen: Iterable[Mapping], path, methods: list[str], title: str = "") -> tuple[Path, Path]:
+    """Write the inference settings chosen per method and seed as a markdown table, and every setting
+    tried with its validation score as <path stem>_tried.csv beside it. Atomic.
+
+    chosen: dicts with "method", "seed", "settings" (a dict; empty = nothing to choose) and "scores"
+    (the list `experiment.bridged` returns: each setting tried with its validation score).
+    """
+    chosen = list(chosen)
+    df = pd.DataFrame(chosen)
+    seeds = sorted(df["seed"].unique())
+    cell = {(r["method"], r["seed"]): r["settings"] for r in chosen}
+    lines = [title, ""] if title else []
+    lines += ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "| --- |" + " --- |" * len(seeds)]
+    lines += [f"| {m} | " + " | ".join(str(cell.get((m, s)) or "-") for s in seeds) + " |" for m in methods]
+    path = Path(path)
+    tried = pd.DataFrame([{"method": r["method"], "seed": r["seed"], **t} for r in chosen for t in r.get("scores", [])])
+    tried_path = atomic_write_text(path.with_name(path.stem + "_tried.csv"), tried.to_csv(index=False))
+    return atomic_write_text(path, "\n".join(lines) + "\n"), tried_path

@@ -25,18 +25,63 @@ def test_encoder_share_splits_train_for_the_embedded_encoder_only():
 def test_cross_fitted_bridging_is_out_of_fold(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "DATA", tmp_path)
     P = resolve_params(profile="smoke")
-    a, t = synthetic_gap_pairs(90, dim=16, seed=0)
-    emb = {"fit": {"audio": a[:60], "text": t[:60, None]}, "val": {"audio": a[60:], "text": t[60:, None]}}
-    oof = X.cross_fitted(P, "ridge", emb, seed=0, folds=3)
+    a, t = synthetic_gap_pairs(120, dim=16, seed=0)
+    emb = {
+        "fit": {"audio": a[:60], "text": t[:60, None]},
+        "val": {"audio": a[60:90], "text": t[60:90, None]},
+        "test": {"audio": a[90:], "text": t[90:, None]},
+    }
+    out = X.cross_fitted(P, "ridge", emb, seed=0, folds=3, settings={})
+    oof = out["fit"]
+    assert out["test"].shape == (3, 30, 16)
     fold = np.random.default_rng(0).permutation(60) % 3
-    for f in range(3):  # fold f is bridged by a ridge fitted on the other two folds only
-        ref = make_bridge("ridge").fit(a[:60][fold != f], t[:60][fold != f], val=(a[60:], t[60:]))
+    for f in range(3):  # fold f is bridged by a ridge fitted on the other two folds only ...
+        ref = make_bridge("ridge").fit(a[:60][fold != f], t[:60][fold != f], val=(a[60:90], t[60:90]))
         np.testing.assert_allclose(oof[fold == f], ref.transform(a[:60][fold == f]), atol=1e-5)
-    in_sample = make_bridge("ridge").fit(a[:60], t[:60], val=(a[60:], t[60:])).transform(a[:60])
+        # ... and the same fold bridge bridges the test audio: test inputs as training inputs
+        np.testing.assert_allclose(out["test"][f], ref.transform(a[90:]), atol=1e-5)
+    in_sample = make_bridge("ridge").fit(a[:60], t[:60], val=(a[60:90], t[60:90])).transform(a[:60])
     assert not np.allclose(oof, in_sample, atol=1e-3)
-    np.testing.assert_array_equal(X.cross_fitted(P, "ridge", emb, seed=0, folds=3), oof)  # cached
+    again = X.cross_fitted(P, "ridge", emb, seed=0, folds=3, settings={})  # cached
+    np.testing.assert_array_equal(again["fit"], oof)
+    np.testing.assert_array_equal(again["test"], out["test"])
     with pytest.raises(ValueError, match="cross_fit_folds"):
-        X.cross_fitted(P, "ridge", emb, seed=0, folds=1)
+        X.cross_fitted(P, "ridge", emb, seed=0, folds=1, settings={})
+
+
+def test_tune_for_captioning_picks_the_best_validation_cider(tmp_path, monkeypatch):
+    """Captioning tables choose a bridge's inference settings by the captioner's validation CIDEr-D."""
+    monkeypatch.setattr(paths, "DATA", tmp_path)
+    P = resolve_params(profile="smoke")
+    n_val = 6
+    refs = [[f"a sound number {i}", f"the sound {i}"] for i in range(n_val)]
+    frame = {"val": __import__("pandas").DataFrame({"captions": [[f"x {i}"] + r for i, r in enumerate(refs)]})}
+    monkeypatch.setattr(X, "splits", lambda P: frame)
+    a, t = synthetic_gap_pairs(n_val, dim=8, seed=0)
+    emb = {"val": {"audio": a, "text": t[:, None]}}
+
+    class Scaled:  # a "bridge" whose setting scales its output
+        def __init__(self, k=1):
+            self.k = k
+
+        def configured(self, k):
+            return Scaled(k)
+
+        def transform(self, x):
+            return x * self.k
+
+    class Captioner:  # captions right only for the inputs scaled by 3
+        def generate(self, x, beams=None):
+            right = np.allclose(x, 3 * a[: len(x)])
+            return [refs[i][0] if right else "nothing at all" for i in range(len(x))]
+
+    monkeypatch.setattr(X, "tuning_grid", lambda P, name: [{"k": 1}, {"k": 3}, {"k": 5}])
+    chosen, table = X.tune_for_captioning(P, "scaled", Scaled(), emb, Captioner())
+    assert chosen == {"k": 3}
+    assert [r["k"] for r in table] == [1, 3, 5]
+    assert table[1]["val_CIDEr-D"] > max(table[0]["val_CIDEr-D"], table[2]["val_CIDEr-D"])
+    with pytest.raises(ValueError, match="fit_captioner"):
+        X.bridged(P, emb, seed=0, methods=["ridge"], captioner=Captioner())
 
 
 def test_tune_chooses_inference_settings_on_validation_by_one_rule(tmp_path, monkeypatch):

@@ -99,3 +99,22 @@ def test_out_stem_may_not_leave_figures(tmp_path, sets, monkeypatch):
     with pytest.raises(ValueError, match="out_stem"):
         plot_embedding_map(text, audio, bridged, "../escaped", n_epochs=10, progress=False)
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_plot_gains_draws_each_row_with_its_interval_and_says_when_there_is_none():
+    from dlink.plots import plot_gains
+
+    rows = [
+        {"decoder": "generative", "method": "identity"},
+        {"decoder": "generative", "method": "ridge", "gain": 0.1, "gain_lo": 0.0, "gain_hi": 0.2},
+        {"decoder": "generative", "method": "diffusion_link", "gain": 0.2, "gain_lo": 0.1, "gain_hi": 0.3},
+        {"decoder": "generative", "method": "text_oracle", "gain": 1.7, "gain_lo": 1.4, "gain_hi": 2.0},
+        {"decoder": "retrieval", "method": "ridge", "gain": 0.05, "gain_lo": -0.1, "gain_hi": 0.2},
+    ]
+    fig = plot_gains(rows)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["diffusion_link", "ridge"]
+    assert "+170 %" in ax.get_title()  # the oracle is named, not drawn
+    assert fig.get_size_inches()[0] <= 10
+    empty = plot_gains([{"decoder": "generative", "method": "identity"}])
+    assert "no generative row" in empty.axes[0].texts[0].get_text()
