@@ -279,7 +279,9 @@ def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=N
     from dlink.baselines import BRIDGES
 
     if captioner is not None and getattr(captioner, "cache_key", None) is None:
-        raise ValueError("captioner must come from experiment.fit_captioner (its cache key names the selection)")
+        raise ValueError(
+            "captioner must come from experiment.fit_captioner (its cache key names the selection)"
+        )
     tag = "tuned" if captioner is None else f"cider-{captioner.cache_key}"
     out = {}
     for m in list(methods or BRIDGES):
@@ -477,14 +479,20 @@ def term_ablation_rows(per_seed: list[dict], texts: list, versus: str = "all ter
         row = {"variant": name, "n_seeds": len(per_seed), "n_items": g["n_items"]}
         for key, short in (("centroid_distance", "centroid"), ("R1", "R1")):
             row |= {key: g[key], f"{key}_lo": g[f"{key}_lo"], f"{key}_hi": g[f"{key}_hi"]}
-            row |= {f"d_{key}": g[f"d_{short}"], f"d_{key}_lo": g[f"d_{short}_lo"], f"d_{key}_hi": g[f"d_{short}_hi"]}
+            row |= {
+                f"d_{key}": g[f"d_{short}"],
+                f"d_{key}_lo": g[f"d_{short}_lo"],
+                f"d_{key}_hi": g[f"d_{short}_hi"],
+            }
         for key in ("a2t_mAP_labels", "CIDEr-D"):
             if per_seed[0][name][f"{key}_items"] is None:
                 continue
             items = np.array([s[name][f"{key}_items"] for s in per_seed])
             ref = np.array([s[versus][f"{key}_items"] for s in per_seed])
             row |= dict(zip((key, f"{key}_lo", f"{key}_hi"), bootstrap_ci(items), strict=True))
-            row |= dict(zip((f"d_{key}", f"d_{key}_lo", f"d_{key}_hi"), paired_difference(items, ref), strict=True))
+            row |= dict(
+                zip((f"d_{key}", f"d_{key}_lo", f"d_{key}_hi"), paired_difference(items, ref), strict=True)
+            )
         rows.append(row)
     return rows
 

@@ -203,7 +203,6 @@ def _add_aac_metrics(out: dict, predictions, references) -> None:
     out["notes"] = notes
 
 
-
 def _tokenize(prediction_sets, references) -> tuple[list[dict], dict]:
     """PTB-tokenise several sets of N predictions and their N reference lists in ONE tokenizer call
     (each call starts a JVM, ~1 s). Returns ([{i: [caption]} per set], {i: [references]})."""
@@ -242,7 +241,10 @@ def cider_d_items(prediction_sets: dict[str, list[str]], references) -> dict[str
         _validate(prediction_sets[name], references)
     _check_java()
     sets, gts = _tokenize([prediction_sets[k] for k in names], references)
-    return {k: np.asarray(Cider().compute_score(gts, res)[1], dtype=float) for k, res in zip(names, sets)}
+    return {
+        k: np.asarray(Cider().compute_score(gts, res)[1], dtype=float)
+        for k, res in zip(names, sets, strict=True)
+    }
 
 
 def caption_metrics(predictions, references, sbert: bool = False, per_item: bool = False) -> dict:

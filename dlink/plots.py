@@ -118,8 +118,14 @@ def plot_gains(summary: list[dict], title: str = "", decoder: str = "generative"
     rows = [r for r in rows if r["method"] != "text_oracle"][::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.38 * max(len(rows), 2) + 1.2))
     if not rows:  # e.g. no bridge scored above 0 without one (a smoke run): say so, draw nothing
-        ax.text(0.5, 0.5, f"no {decoder} row has a relative gain (its no-bridge CIDEr-D is 0)",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"no {decoder} row has a relative gain (its no-bridge CIDEr-D is 0)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
         return fig
     for i, r in enumerate(rows):

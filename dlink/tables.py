@@ -316,9 +316,14 @@ def write_settings(chosen: Iterable[Mapping], path, methods: list[str], title: s
     seeds = sorted(df["seed"].unique())
     cell = {(r["method"], r["seed"]): r["settings"] for r in chosen}
     lines = [title, ""] if title else []
-    lines += ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "| --- |" + " --- |" * len(seeds)]
+    lines += [
+        "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "| --- |" + " --- |" * len(seeds),
+    ]
     lines += [f"| {m} | " + " | ".join(str(cell.get((m, s)) or "-") for s in seeds) + " |" for m in methods]
     path = Path(path)
-    tried = pd.DataFrame([{"method": r["method"], "seed": r["seed"], **t} for r in chosen for t in r.get("scores", [])])
+    tried = pd.DataFrame(
+        [{"method": r["method"], "seed": r["seed"], **t} for r in chosen for t in r.get("scores", [])]
+    )
     tried_path = atomic_write_text(path.with_name(path.stem + "_tried.csv"), tried.to_csv(index=False))
     return atomic_write_text(path, "\n".join(lines) + "\n"), tried_path

@@ -55,7 +55,9 @@ def test_tune_for_captioning_picks_the_best_validation_cider(tmp_path, monkeypat
     P = resolve_params(profile="smoke")
     n_val = 6
     refs = [[f"a sound number {i}", f"the sound {i}"] for i in range(n_val)]
-    frame = {"val": __import__("pandas").DataFrame({"captions": [[f"x {i}"] + r for i, r in enumerate(refs)]})}
+    frame = {
+        "val": __import__("pandas").DataFrame({"captions": [[f"x {i}"] + r for i, r in enumerate(refs)]})
+    }
     monkeypatch.setattr(X, "splits", lambda P: frame)
     a, t = synthetic_gap_pairs(n_val, dim=8, seed=0)
     emb = {"val": {"audio": a, "text": t[:, None]}}
