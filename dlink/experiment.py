@@ -29,11 +29,13 @@ SPLITS = ("train", "val", "test")
 
 
 def results_dir(P) -> Path:
-    return paths.ensure(paths.RESULTS if P.profile.name == "default" else paths.RESULTS / P.profile.name)
+    """results/ for the canonical default run, results/<P.label>/ for every other run."""
+    return paths.ensure(paths.RESULTS if P.label == "default" else paths.RESULTS / P.label)
 
 
 def figures_dir(P) -> Path:
-    return paths.ensure(paths.FIGURES if P.profile.name == "default" else paths.FIGURES / P.profile.name)
+    """figures/ for the canonical default run, figures/<P.label>/ for every other run."""
+    return paths.ensure(paths.FIGURES if P.label == "default" else paths.FIGURES / P.label)
 
 
 def run_key(P) -> str:

@@ -231,16 +231,16 @@ def _route_parameters(selected: list[Path], params: dict[str, Any]) -> dict[Path
     return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in selected}
 
 
-def _precheck(profile: str, params: dict[str, Any]) -> None:
-    """Validate the -p values that the notebooks hand to resolve_params now, not in notebook 01."""
+def _precheck(profile: str, params: dict[str, Any]) -> str:
+    """Validate the -p values that the notebooks hand to resolve_params now, not in notebook 01.
+    Returns the run's label (`Params.label`): the folder its executed notebooks go to under runs/."""
     import inspect
 
     from dlink.profiles import resolve_params
 
     accepted = set(inspect.signature(resolve_params).parameters) - {"profile", "unknown"}
     shared = {k: v for k, v in params.items() if k in accepted}
-    if shared:
-        resolve_params(profile=profile, **shared)
+    return resolve_params(profile=profile, **shared).label
 
 
 # ---------------------------------------------------------------- bookkeeping
@@ -357,8 +357,8 @@ def run_pipeline(
     notebooks = find_notebooks(notebooks_dir)
     selected = _select(notebooks, only)
     routed = _route_parameters(selected, params)
-    _precheck(profile, params)
-    run_dir = Path(runs_dir) / profile
+    label = _precheck(profile, params)
+    run_dir = Path(runs_dir) / label
     notebooks_dir = Path(notebooks_dir).resolve()
     if run_dir.resolve() == notebooks_dir or notebooks_dir in run_dir.resolve().parents:
         raise ValueError(

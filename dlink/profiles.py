@@ -183,6 +183,23 @@ class Params:
             "download": self.clap_ckpt is None,  # resolve_params allowed that only with the hub reachable
         }
 
+    @property
+    def label(self) -> str:
+        """The folder name of this run's outputs under results/, figures/ and runs/: the profile's
+        name plus whatever differs from that profile's own run (dataset, encoder, seeds, decoder).
+        So the canonical default run, whose tables are committed and quoted, is the only one named
+        "default" (and writes results/ itself): `-p seeds "[0]"` writes results/default-seeds-0/."""
+        parts = [self.profile.name]
+        parts += [v for v in (self.dataset, self.encoder) if v != "embedded"]
+        if self.seeds != tuple(range(self.profile.n_seeds)):
+            parts.append("seeds-" + "-".join(str(s) for s in self.seeds))
+        own_lm = PROFILES[self.profile.name].lm if self.profile.name in PROFILES else self.profile.lm
+        if self.profile.lm != own_lm:
+            parts.append(
+                "lm-" + "".join(c if c.isalnum() or c in "-." else "_" for c in self.profile.lm)[-40:]
+            )
+        return "-".join(parts)
+
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails, i.e. for profile fields.
         if name != "profile" and name in Profile.__dataclass_fields__:

@@ -73,10 +73,10 @@ def runs(work):
                 work, "--only", "01,02", "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v2", *args
             )
         }
-        done = work / "runs" / "smoke" / ".done"
+        done = work / "runs" / "smoke-audiocaps-laion-clap" / ".done"
         out["v2_done"] = sorted(p.name for p in done.glob("*.json"))
         out["v2_params"] = json.loads((done / f"{NOTEBOOKS[1]}.json").read_text())["parameters"]
-        out["v2_01"] = (work / "runs" / "smoke" / "01_data.ipynb").read_text()
+        out["v2_01"] = (work / "runs" / "smoke-audiocaps-laion-clap" / "01_data.ipynb").read_text()
         out["v1"] = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v1", *args)
     finally:
         out["clotho"] = _finish(clotho)
@@ -90,15 +90,20 @@ def _check_run(
     against `user` (the folder holding clap.pt, tok/ and `root`; default `cwd`)."""
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     user = user or cwd
-    done = {p.stem: json.loads(p.read_text()) for p in (cwd / "runs" / "smoke" / ".done").glob("*.json")}
+    done = {
+        p.stem: json.loads(p.read_text())
+        for p in (cwd / "runs" / f"smoke-{dataset}-laion-clap" / ".done").glob("*.json")
+    }
     assert sorted(done) == notebooks
     params = done[notebooks[-1]]["parameters"]
     # every relative path was made absolute against the user's folder before any notebook ran
     assert params["clap_ckpt"] == str(user / "clap.pt") and params["clap_tokenizer"] == str(user / "tok")
     assert params["data_root"] == str(user / root) and params["dataset"] == dataset
-    gap = json.loads((cwd / "project" / "results" / "smoke" / "encoder_gap.json").read_text())
+    gap = json.loads(
+        (cwd / "project" / "results" / f"smoke-{dataset}-laion-clap" / "encoder_gap.json").read_text()
+    )
     assert gap["encoder"] == "laion-clap" and gap["test_items"] == 12  # every fixture test clip was embedded
-    out = (cwd / "runs" / "smoke" / "02_embeddings.ipynb").read_text()
+    out = (cwd / "runs" / f"smoke-{dataset}-laion-clap" / "02_embeddings.ipynb").read_text()
     assert f"dataset={dataset}" in out and "encoder=laion-clap" in out
 
 
@@ -118,7 +123,7 @@ def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_d
     assert runs["v2_params"]["clap_ckpt"] == str(work / "clap.pt")
     # aac-datasets' default layout (v1), every notebook
     _check_run(work, runs["v1"], "audiocaps", "ac_v1", NOTEBOOKS)
-    results = work / "project" / "results" / "smoke"
+    results = work / "project" / "results" / "smoke-audiocaps-laion-clap"
     table = (results / "aac_zero_shot.md").read_text()
     assert "diffusion_link" in table and "unavailable" in table  # SPICE/SPIDEr/FENSE: no resources here
     assert (results / "gap_metrics.csv").is_file() and (results / "aac_supervised.csv").is_file()
@@ -129,7 +134,7 @@ def test_audiocaps_v1_all_notebooks_and_v2_through_the_embeddings_from_another_d
 def test_clotho_all_notebooks_from_another_directory(work, runs):
     sub = work / "sub"
     _check_run(sub, runs["clotho"], "clotho", "clotho", NOTEBOOKS, user=work)
-    results = sub / "project" / "results" / "smoke"
+    results = sub / "project" / "results" / "smoke-clotho-laion-clap"
     assert "diffusion_link" in (results / "aac_zero_shot.md").read_text()
     assert (results / "aac_supervised.csv").is_file() and (results / "ablations.csv").is_file()
 

@@ -133,3 +133,15 @@ def test_profile_is_a_dataclass_with_documented_fields():
         "captioner_epochs", "eval_items", "beams", "umap_points",
         "start_steps", "ddim_steps", "n_blocks", "device",
     } <= names  # fmt: skip
+
+
+def test_only_the_canonical_default_run_is_labelled_default():
+    """results/ holds the committed default run alone: every other run gets a folder of its own."""
+    from dlink.experiment import results_dir
+
+    assert resolve_params(profile="default").label == "default"
+    assert resolve_params(profile="default", seeds=[0, 1, 2]).label == "default"
+    assert resolve_params(profile="default", seeds=[0]).label == "default-seeds-0"
+    assert resolve_params(profile="default", lm="tiny-random").label == "default-lm-tiny-random"
+    assert resolve_params(profile="smoke").label == "smoke"
+    assert results_dir(resolve_params(profile="default", seeds=[0])).name == "default-seeds-0"
