@@ -530,3 +530,22 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
         lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
     md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def resolved_differences(rows, versus: str, metrics=("centroid_distance", "R1", "CIDEr-D")) -> list[str]:
+    """One line per ablation row: each paired difference to `versus` whose 95 % interval excludes 0
+    ("resolved"), or "nothing resolved". rows: dicts (or a DataFrame's records) holding "ablation",
+    "value" and d_<short> / d_<short>_lo / d_<short>_hi, as notebook 07 writes them."""
+    short = {"centroid_distance": "centroid", "R1": "R1", "CIDEr-D": "CIDEr-D"}
+    lines = []
+    for r in rows:
+        name = f"{r['ablation']}: {r['value']}"
+        if name == versus:
+            continue
+        moved = []
+        for m in metrics:
+            d, lo, hi = (r[f"d_{short[m]}{s}"] for s in ("", "_lo", "_hi"))
+            if lo > 0 or hi < 0:
+                moved.append(f"{m} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"{name}: " + ("; ".join(moved) if moved else "nothing resolved"))
+    return lines

@@ -115,3 +115,21 @@ def test_tune_chooses_inference_settings_on_validation_by_one_rule(tmp_path, mon
     )
     with pytest.raises(ValueError, match="temperature"):
         proj.configured(temperature=-1.0)
+
+
+def test_resolved_differences_names_only_intervals_that_exclude_zero():
+    def row(value, d_c, lo_c, hi_c):
+        base = {
+            "ablation": "g",
+            "value": value,
+            "d_centroid": d_c,
+            "d_centroid_lo": lo_c,
+            "d_centroid_hi": hi_c,
+        }
+        return base | {
+            f"d_{k}{s}": v for k in ("R1", "CIDEr-D") for s, v in (("", 0.0), ("_lo", -1), ("_hi", 1))
+        }
+
+    rows = [row("ref", 0.0, 0.0, 0.0), row("a", 0.02, 0.01, 0.03), row("b", 0.01, -0.01, 0.03)]
+    lines = X.resolved_differences(rows, versus="g: ref")
+    assert lines == ["g: a: centroid_distance +0.020 [+0.010, +0.030]", "g: b: nothing resolved"]
