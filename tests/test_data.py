@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dlink import data, sounds
+from dlink import data, sessions, sounds
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +51,13 @@ def test_smoke_build_matches_its_snapshot(smoke):
     frame = data.load_split("test", size="smoke", seed=0, root=smoke[0])
     shown = [f"{r['id']} | " + " / ".join(r["captions"][:3]) for _, r in frame.head(3).iterrows()]
     assert shown == [
-        "test_00000 | A rocket is roaring past loudly and then a heavy gun is booming twice with a low hum "
-        "humming in the background / An electrical drone hums steadily while a rocket roars past nearby, "
-        "followed by a cannon booming two times / A low hum humming as a missile launches with a whoosh "
-        "loudly and then a heavy gun is booming twice",
-        "test_00001 | Thunder is rumbling / A thunderstorm rumbling / Thunder rumbling",
-        "test_00002 | Something swishes past in the distance before a wooden door shuts with a thud twice / "
-        "An object whooshing through the air followed by a door closing two times / Something whooshes "
-        "through the air in the distance, and afterwards a door closes two times",
+        "test_00000 | Metal clangs twice and then it is quiet / Metal clangs two times / Metal bangs twice",
+        "test_00001 | A gun goes off in the distance before metal bangs close by / A gun fires in the distance "
+        "and then a metal object is clanging close by / A firearm is firing softly, followed by metal clanging "
+        "loudly",
+        "test_00002 | A woman screams close by with a machine whirring in the background / A female voice is "
+        "screaming close by as heavy machinery whirs and rattles / Heavy machinery runs as a woman is "
+        "shrieking loudly",
     ]
 
 
@@ -72,29 +71,102 @@ def test_splits_share_no_recording_and_sizes(smoke):
         and not recs["train"] & recs["val"]
         and not recs["val"] & recs["test"]
     )
-    # and no recording SERIES (numbered takes: carpet1..4) on two sides
-    series = {s: {data.recording_series(r) for r in rs} for s, rs in recs.items()}
-    assert not series["train"] & series["test"] and not series["train"] & series["val"]
-    assert not series["val"] & series["test"]
+    # and no recording session (carpet1..4, door1-open / door1-close) on two sides
+    keys = {s: {sessions.session_key(r) for r in rs} for s, rs in recs.items()}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"]
+    assert not keys["val"] & keys["test"]
     train_labels = {lab for ls in dfs["train"]["labels"] for lab in ls.split(";")}
     test_labels = {lab for ls in dfs["test"]["labels"] for lab in ls.split(";")}
     assert len(test_labels - train_labels) <= 3  # held-out recordings, mostly seen labels
 
 
-def test_recording_series_groups_numbered_takes():
-    assert data.recording_series("ufoai:footsteps/carpet4.ogg") == "ufoai:footsteps/carpet"
-    assert data.recording_series("wordwarvi:synthetic_gunshot_2.ogg") == "wordwarvi:synthetic_gunshot"
+def test_session_key_removes_takes_variants_and_actions_anywhere():
+    key = sessions.session_key
     assert (
-        data.recording_series("ufoai:weapons/grenade-launcher-3x.ogg") == "ufoai:weapons/grenade-launcher-3x"
+        key("ufoai:footsteps/carpet4.ogg") == key("ufoai:footsteps/carpet1.ogg") == "ufoai:footsteps/carpet"
     )
-    clips = [c for c in sounds.scan_sources() if c.label]
-    split_of = data._assign_splits(clips, np.random.default_rng(0))
-    by_series = {}
-    for c in clips:
-        by_series.setdefault(data.recording_series(c.rid), set()).add(split_of[c.rid])
-    assert all(len(v) == 1 for v in by_series.values())
+    assert key("wordwarvi:synthetic_gunshot_2.ogg") == "wordwarvi:synthetic-gunshot"
+    assert key("ufoai:weapons/bullet-smg-5x.ogg") == key("ufoai:weapons/bullet-smg-15x.ogg")
+    assert key("ufoai:weapons/bullet-smg-5x.ogg") == key("ufoai:weapons/bullet-smg.ogg")
+    assert key("ufoai:doors/door1-open.ogg") == key("ufoai:doors/door3-close.ogg") == "ufoai:doors/door"
+    assert key("ufoai:civilians/civfemscream01a.ogg") == key("ufoai:civilians/civfemscream02a.ogg")
+    assert (
+        key("ufoai:ambience/firesoft.ogg")
+        == key("ufoai:ambience/smallfire.ogg")
+        == key("ufoai:ambience/fire03.ogg")
+    )
+    assert key("ufoai:doors/open_close.ogg") == "ufoai:doors/open-close"  # nothing left: kept whole
+    assert key("ufoai:soldiers/maledeath01.ogg") != key("ufoai:civilians/maledeath01.ogg")
+    assert key("ufoai:soldiers/maledeath01.ogg") != key("ufoai:soldiers/malehurt01.ogg")
+
+
+def test_max_ncc_finds_a_copy_inside_a_longer_take():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(8000)  # 0.5 s at 16 kHz
+    b = np.concatenate([rng.standard_normal(5000), 0.5 * a, rng.standard_normal(7000)])
+    b[5000:13000] += 0.2 * rng.standard_normal(8000)
+    prep = [sessions._prepare(x.astype(np.float32), sessions.DETECT_SR) for x in (a, b)]
+    assert sessions._max_ncc(*prep) > 0.9
+    c = sessions._prepare(rng.standard_normal(20000).astype(np.float32), sessions.DETECT_SR)
+    assert sessions._max_ncc(prep[0], c) < 0.1
+    rids = ["s:a1.ogg", "s:b.ogg", "s:a2.ogg", "s:c.ogg"]
+    scores = np.eye(4)
+    scores[1, 3] = scores[3, 1] = 0.95
+    group_of, matches = sessions.recording_groups(rids, scores)
+    assert group_of == {"s:a1.ogg": "s:a", "s:a2.ogg": "s:a", "s:b.ogg": "s:b", "s:c.ogg": "s:b"}
+    assert matches == [("s:b.ogg", "s:c.ogg", 0.95)]
+
+
+def test_the_default_build_splits_no_session_or_near_copy_across_splits():
+    # the split assignment of the default build (its first use of the seed-0 generator), no scenes
+    clips, audio = data.source_clips()
+    rids = list(audio)
+    scores = sessions.max_ncc(audio, data.SAMPLE_RATE)  # content-cached by the first build
+    group_of, matches = data.source_groups(audio)
+    split_of = data._assign_splits(clips, np.random.default_rng(0), group_of)
+    part = np.array([split_of[r] for r in rids])
+    cross = (part[:, None] != part[None, :]) & (scores > sessions.THRESHOLD)
+    assert not cross.any(), [(rids[i], rids[j]) for i, j in zip(*np.nonzero(cross), strict=True)][:5]
+    assert matches, "the detector found none of the known near-copies (linoleum = tile1)"
+    by_key = {}
+    for r in rids:
+        by_key.setdefault(sessions.session_key(r), set()).add(split_of[r])
+    assert all(len(v) == 1 for v in by_key.values())
+    assert split_of["ufoai:weapons/bullet-smg-5x.ogg"] == split_of["ufoai:weapons/bullet-smg-15x.ogg"]
+    assert split_of["ufoai:doors/door1-open.ogg"] == split_of["ufoai:doors/door1-close.ogg"]
     labels = {s: {c.label for c in clips if split_of[c.rid] == s} for s in data.SPLITS}
     assert labels["test"] <= labels["train"] and labels["val"] <= labels["train"]
+    counts = {s: int((part == s).sum()) for s in data.SPLITS}
+    assert 0.1 < counts["test"] / len(rids) < 0.3 and 0.08 < counts["val"] / len(rids) < 0.25
+
+
+def test_too_few_recordings_to_split_stop_before_anything_is_written(tmp_path, monkeypatch):
+    few = [c for c in sounds.scan_sources() if c.label == "steps_carpet" or c.rid.endswith("dog.mp3")]
+    monkeypatch.setattr(data, "scan_sources", lambda: few)
+    with pytest.raises(ValueError, match=r"give split\(s\) \['val', 'test'\] no group"):
+        data.build_embedded_dataset("smoke", root=tmp_path / "ds", workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_benchmark_counts_test_scenes_sharing_a_train_group():
+    import importlib.util
+
+    from dlink import paths
+
+    spec = importlib.util.spec_from_file_location("split_unit", paths.ROOT / "benchmarks" / "split_unit.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import pandas as pd
+
+    frames = {
+        "train": pd.DataFrame({"recordings": ["u:door1-open.ogg;u:fire.ogg", "u:x.ogg"]}),
+        "test": pd.DataFrame({"recordings": ["u:door1-close.ogg", "u:y.ogg", "u:z.ogg;u:y.ogg", "u:w.ogg"]}),
+    }
+    rids = ["u:door1-open.ogg", "u:fire.ogg", "u:x.ogg", "u:door1-close.ogg", "u:y.ogg", "u:z.ogg", "u:w.ogg"]
+    scores = np.eye(len(rids))
+    scores[2, 5] = scores[5, 2] = 0.99  # z is a copy of x
+    group_of = sessions.recording_groups(rids, scores)[0]
+    assert bench.shared_groups(frames, group_of) == 0.5  # door1-close and z: 2 of 4 test scenes
 
 
 def test_scenes_captions_and_audio(smoke):
