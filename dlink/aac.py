@@ -98,7 +98,9 @@ def evaluate(
     return metrics, preds
 
 
-def summarize(records, base: str = "identity", versus: str = "diffusion_link", level: float = 0.95) -> list[dict]:
+def summarize(
+    records, base: str = "identity", versus: str = "diffusion_link", level: float = 0.95
+) -> list[dict]:
     """One summary per (decoder, method) over seeds, with seed x item bootstrap intervals.
 
     records: dicts with "decoder", "method", "seed", the SUMMARY_METRICS, "distinct" and
@@ -151,7 +153,9 @@ def item_rows(records, ids=None) -> list[dict]:
     rows = []
     for r in sorted(records, key=lambda r: (r["decoder"], r["method"], r["seed"])):
         if len(r["CIDEr-D_items"]) != n:
-            raise ValueError(f"record {r['decoder']}/{r['method']}/seed {r['seed']} scores another number of items")
+            raise ValueError(
+                f"record {r['decoder']}/{r['method']}/seed {r['seed']} scores another number of items"
+            )
         rows += [{"seed": r["seed"], "item": i, "decoder": r["decoder"], "method": r["method"],
                   "CIDEr-D": f"{v:.6g}"} for i, v in zip(ids, r["CIDEr-D_items"], strict=True)]  # fmt: skip
     return rows

@@ -111,7 +111,7 @@ def retrieval_ranks(query, gallery, gallery_ids=None) -> np.ndarray:
 
     A query's rank is the number of wrong gallery items scoring >= its best correct item, so ties
     count against the query (degenerate, all-equal embeddings cannot score well). Arguments as in
-    `retrieval_recall`; per-item hits (rank < k) are what item-bootstrap intervals resample.
+    `retrieval_recall`; per-item hits (rank < k) are what the bootstrap intervals resample.
     """
     q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     if q.shape[1] != g.shape[1]:
@@ -408,7 +408,9 @@ def _check_outputs(outputs: dict[str, list], text: list) -> tuple[list[np.ndarra
             raise ValueError(f"{method}: {len(per_seed)} seeds of outputs but {len(texts)} of text")
         for s, t in enumerate(texts):
             if np.shape(per_seed[s]) != t.shape:
-                raise ValueError(f"outputs[{method!r}][{s}] has shape {np.shape(per_seed[s])}, text[{s}] {t.shape}")
+                raise ValueError(
+                    f"outputs[{method!r}][{s}] has shape {np.shape(per_seed[s])}, text[{s}] {t.shape}"
+                )
     return texts, n
 
 
@@ -419,7 +421,9 @@ def gap_item_rows(outputs: dict[str, list], text: list, labels=None, seeds=None,
     seeds = list(range(len(texts))) if seeds is None else list(seeds)
     ids = list(range(n)) if ids is None else list(ids)
     if len(seeds) != len(texts) or len(ids) != n:
-        raise ValueError(f"seeds must name {len(texts)} seeds and ids {n} items; got {len(seeds)} and {len(ids)}")
+        raise ValueError(
+            f"seeds must name {len(texts)} seeds and ids {n} items; got {len(seeds)} and {len(ids)}"
+        )
     rows = []
     for method, per_seed in outputs.items():
         for s, t in enumerate(texts):
@@ -495,7 +499,9 @@ def gap_intervals(
     # per method and column: (estimate, replicates); separability: (estimate, per-seed values)
     stats: dict[str, dict[str, tuple[float, np.ndarray]]] = {}
     for method, per_seed in outputs.items():
-        audio = [normalize_rows(as_embeddings(a, f"outputs[{method!r}][{s}]")) for s, a in enumerate(per_seed)]
+        audio = [
+            normalize_rows(as_embeddings(a, f"outputs[{method!r}][{s}]")) for s, a in enumerate(per_seed)
+        ]
         st: dict[str, tuple[float, np.ndarray]] = {}
         per_item = [item_scores(a, t, labels) for a, t in zip(audio, texts, strict=True)]
         for c in columns:
@@ -503,7 +509,9 @@ def gap_intervals(
                 x = np.stack([p[c] for p in per_item])  # (seeds, items)
                 st[c] = (float(x.mean()), ((ws @ x) * wi).sum(1))
         if "centroid_distance" in columns:  # the norm of the mean paired difference, per (replicate, seed)
-            per = np.stack([np.linalg.norm(wi @ (a - t), axis=1) for a, t in zip(audio, texts, strict=True)], 1)
+            per = np.stack(
+                [np.linalg.norm(wi @ (a - t), axis=1) for a, t in zip(audio, texts, strict=True)], 1
+            )
             full = np.mean([np.linalg.norm((a - t).mean(0)) for a, t in zip(audio, texts, strict=True)])
             st["centroid_distance"] = (float(full), (ws * per).sum(1))
         if "frechet" in columns:
@@ -515,7 +523,12 @@ def gap_intervals(
             full = np.mean([frechet_distance(a, t) for a, t in zip(audio, texts, strict=True)])
             st["frechet"] = (float(full), (ws[:n_sets] * per).sum(1))
         if "separability" in columns:
-            v = np.array([separability(a, t, seed=sd, paired=True) for a, t, sd in zip(audio, texts, seeds, strict=True)])
+            v = np.array(
+                [
+                    separability(a, t, seed=sd, paired=True)
+                    for a, t, sd in zip(audio, texts, seeds, strict=True)
+                ]
+            )
             st["separability"] = (float(v.mean()), v)
         stats[method] = st
     rows = []

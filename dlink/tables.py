@@ -293,7 +293,9 @@ def write_intervals(
         "| --- |" + " ---: | ---: |" * len(cols),
     ]
     lines += [
-        f"| {_md_escape(r['method'])} | " + " | ".join(f"{ci(r, c)} | {delta(r, 'd_' + c)}" for c in cols) + " |"
+        f"| {_md_escape(r['method'])} | "
+        + " | ".join(f"{ci(r, c)} | {delta(r, 'd_' + c)}" for c in cols)
+        + " |"
         for r in rows
     ]
     r0 = rows[0]

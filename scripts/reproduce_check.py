@@ -101,7 +101,10 @@ def compare_csv(name: str, old: str, new: str) -> list[str]:
     checked = _intervals(header) if any(fnmatch.fnmatch(name, p) for p in INTERVAL_TABLES) else {}
     at = {c: i for i, c in enumerate(header)}
     for i, (ra, rb) in enumerate(zip(a[1:], b[1:], strict=False), start=2):
-        key = " ".join(c for c in ra if _num(c) is None and c and c not in ("True", "False"))[:60] or f"line {i}"
+        key = (
+            " ".join(c for c in ra if _num(c) is None and c and c not in ("True", "False"))[:60]
+            or f"line {i}"
+        )
         for col, x, y in zip(header, ra, rb, strict=False):
             fx, fy = _num(x), _num(y)
             if col in COUNTS:
@@ -175,7 +178,11 @@ def compare_dirs(committed: Path, fresh: Path, limit: int = 20) -> tuple[list[st
         total += 1
     items = lambda d: {p.name for p in (d / "items").glob("*.csv*")}  # noqa: E731
     for n in sorted(items(committed) ^ items(fresh)):
-        where = "committed but not written by the fresh run" if n in items(committed) else "written by the fresh run but not committed"
+        where = (
+            "committed but not written by the fresh run"
+            if n in items(committed)
+            else "written by the fresh run but not committed"
+        )
         lines.append(f"items/{n}: {where}")
         total += 1
     for n in sorted(names(committed) & names(fresh)):

@@ -63,7 +63,13 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
     assert s["identity"]["d_link"] == pytest.approx(-0.5 * base.mean()) and s["identity"]["d_link_resolved"]
     assert "d_link" not in s["diffusion_link"] and "seeds and test items" in text and "(resolved)" in text
     items = pd.read_csv(tmp_path / "items" / "aac.csv.gz")
-    assert items.shape == (2 * 3 * 120, 5) and list(items.columns) == ["seed", "item", "decoder", "method", "CIDEr-D"]
+    assert items.shape == (2 * 3 * 120, 5) and list(items.columns) == [
+        "seed",
+        "item",
+        "decoder",
+        "method",
+        "CIDEr-D",
+    ]
     one = items[(items["method"] == "identity") & (items["seed"] == 1)]["CIDEr-D"].to_numpy()
     assert np.allclose(one, base[1], rtol=1e-5)
     with pytest.raises(ValueError, match="ids"):

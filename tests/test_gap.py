@@ -181,7 +181,10 @@ def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
 
     out, texts = _gap_fixture()
     labels = [str(i % 7) for i in range(300)]
-    rows = {r["method"]: r for r in gap_intervals(out, texts, versus="near", labels=labels, n_boot=500, n_boot_sets=60)}
+    rows = {
+        r["method"]: r
+        for r in gap_intervals(out, texts, versus="near", labels=labels, n_boot=500, n_boot_sets=60)
+    }
     near, far, twin = rows["near"], rows["far"], rows["far_twin"]
     for r in rows.values():  # the point estimate sits inside its interval
         for c in INTERVAL_COLUMNS:
@@ -195,7 +198,12 @@ def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
         assert far[f"d_{c}_hi"] < 0, c  # and its similarity and retrieval worse, resolved
     # every column matches gap_report's on all items, averaged over seeds (separability: fold seed = seed)
     for c in INTERVAL_COLUMNS:
-        ref = np.mean([gap_report(a, t, seed=s, labels=labels)[c] for s, (a, t) in enumerate(zip(out["far"], texts, strict=True))])
+        ref = np.mean(
+            [
+                gap_report(a, t, seed=s, labels=labels)[c]
+                for s, (a, t) in enumerate(zip(out["far"], texts, strict=True))
+            ]
+        )
         assert far[c] == pytest.approx(ref, rel=1e-6), c
 
 

@@ -66,12 +66,20 @@ def test_a_rerun_inside_each_others_intervals_passes(check, folders, capsys):
     committed, fresh = folders
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 0
     # another thread count: every number moves, each headline stays inside the other run's interval
-    _edit(fresh / "aac_zero_shot.csv", "0.7491,0.0,0.660,0.844,0.123,0.030,0.221", "0.7102,0.02,0.640,0.801,0.081,0.010,0.160")
+    _edit(
+        fresh / "aac_zero_shot.csv",
+        "0.7491,0.0,0.660,0.844,0.123,0.030,0.221",
+        "0.7102,0.02,0.640,0.801,0.081,0.010,0.160",
+    )
     _edit(fresh / "aac_zero_shot.csv", "-0.082,-0.15,-0.01,True", "-0.04,-0.10,0.02,False")
     _edit(fresh / "aac_zero_shot.md", "0.749 ± 0.007 | 0.749 [0.660, 0.844] | +12.3 % [+3.0, +22.1]",
           "0.710 ± 0.020 | 0.710 [0.640, 0.801] | +8.1 % [+1.0, +16.0]")  # fmt: skip
     _edit(fresh / "aac_zero_shot.md", "-0.082 [-0.150, -0.010] (resolved)", "-0.040 [-0.100, +0.020]")
-    _edit(fresh / "gap_intervals.csv", "0.234,0.200,0.260,0.055,0.030,0.080", "0.250,0.215,0.281,0.070,0.045,0.090")
+    _edit(
+        fresh / "gap_intervals.csv",
+        "0.234,0.200,0.260,0.055,0.030,0.080",
+        "0.250,0.215,0.281,0.070,0.045,0.090",
+    )
     _edit(fresh / "aac_zero_shot_samples.md", "barks twice", "barks once")
     _edit(fresh / "encoder_gap.json", "0.20333333333333334", "0.19")
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 0
@@ -84,13 +92,22 @@ def test_a_headline_outside_the_other_runs_interval_fails_either_way(check, fold
     _edit(fresh / "gap_intervals.csv", "0.179,0.150,0.210", "0.179,0.178,0.180")  # a narrow fresh interval
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 1
     out = capsys.readouterr().out
-    assert "row 'generative diffusion_link', gain: committed 0.123 outside the fresh run's interval [0.200, 0.320]" in out
-    assert "row 'generative diffusion_link', gain: fresh 0.260 outside the committed interval [0.030, 0.221]" in out
+    assert (
+        "row 'generative diffusion_link', gain: committed 0.123 outside the fresh run's interval [0.200, 0.320]"
+        in out
+    )
+    assert (
+        "row 'generative diffusion_link', gain: fresh 0.260 outside the committed interval [0.030, 0.221]"
+        in out
+    )
     assert "row 'diffusion_link', centroid_distance: committed 0.179 outside" not in out  # 0.179 is inside
     assert "not reproduced" in out
     _edit(fresh / "gap_intervals.csv", "0.179,0.178,0.180", "0.190,0.185,0.195")
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 1
-    assert "row 'diffusion_link', centroid_distance: committed 0.179 outside the fresh run's interval" in capsys.readouterr().out
+    assert (
+        "row 'diffusion_link', centroid_distance: committed 0.179 outside the fresh run's interval"
+        in capsys.readouterr().out
+    )
 
 
 def test_deterministic_parts_and_structure_must_match(check, folders, capsys):
@@ -102,7 +119,10 @@ def test_deterministic_parts_and_structure_must_match(check, folders, capsys):
     (fresh / "items" / "aac_zero_shot.csv.gz").unlink()
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 1
     out = capsys.readouterr().out
-    assert "line 3: committed '| bridges | 1500 fit scenes |', fresh '| bridges | 1499 fit scenes |' (must be exact)" in out
+    assert (
+        "line 3: committed '| bridges | 1500 fit scenes |', fresh '| bridges | 1499 fit scenes |' (must be exact)"
+        in out
+    )
     assert "row 'identity', n_items: committed 300, fresh 299 (must be exact)" in out
     assert "line 1: committed '# AAC, zero-shot', fresh '# AAC' (the text differs" in out
     assert "/encoder: committed 'embedded', fresh 'laion'" in out
@@ -113,7 +133,9 @@ def test_deterministic_parts_and_structure_must_match(check, folders, capsys):
 
 def test_a_missing_statistic_and_columns(check, folders, capsys):
     committed, fresh = folders
-    _edit(fresh / "aac_zero_shot.csv", "0.7491,0.0,0.660,0.844,0.123,0.030,0.221", "0.7491,0.0,0.660,0.844,,,")
+    _edit(
+        fresh / "aac_zero_shot.csv", "0.7491,0.0,0.660,0.844,0.123,0.030,0.221", "0.7491,0.0,0.660,0.844,,,"
+    )
     (fresh / "gap_intervals.csv").write_text(GAP.replace("n_items,", "items,"))
     assert check["main"]([str(fresh), "--committed", str(committed)]) == 1
     out = capsys.readouterr().out
