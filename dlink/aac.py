@@ -118,6 +118,11 @@ def summarize(
     for g in groups.values():
         g.sort(key=lambda r: r["seed"])  # seed s of one row pairs with seed s of another
     items = {k: np.array([r["CIDEr-D_items"] for r in g]) for k, g in groups.items()}
+    seeds = {k: [r["seed"] for r in g] for k, g in groups.items()}
+
+    def paired(other: tuple) -> bool:  # scored on the same seeds and items as this row
+        return other in items and seeds[other] == seeds[decoder, method] and items[other].shape == mine.shape
+
     out = []
     for (decoder, method), g in groups.items():
         rec = {"decoder": decoder, "method": method, "n_seeds": len(g)}
@@ -129,12 +134,12 @@ def summarize(
             )
         mine = items[decoder, method]
         _, rec["cider_lo"], rec["cider_hi"] = bootstrap_ci(mine, level=level)
-        b = items.get((decoder, base))
-        if b is not None and method != base and b.shape == mine.shape and b.mean() > 0:
-            rec["gain"], rec["gain_lo"], rec["gain_hi"] = paired_relative_gain(mine, b, level=level)
-        ref = items.get((decoder, versus))
-        if ref is not None and method != versus and ref.shape == mine.shape:
-            d = paired_difference(mine, ref, level=level)
+        if method != base and paired((decoder, base)) and items[decoder, base].mean() > 0:
+            rec["gain"], rec["gain_lo"], rec["gain_hi"] = paired_relative_gain(
+                mine, items[decoder, base], level=level
+            )
+        if method != versus and paired((decoder, versus)):
+            d = paired_difference(mine, items[decoder, versus], level=level)
             rec["d_link"], rec["d_link_lo"], rec["d_link_hi"] = d
             rec["d_link_resolved"] = bool(d[1] > 0 or d[2] < 0)
         out.append(rec)
