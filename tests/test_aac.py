@@ -74,3 +74,6 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
     assert np.allclose(one, base[1], rtol=1e-5)
     with pytest.raises(ValueError, match="ids"):
         write_results(records, tmp_path / "aac", ids=["a"])
+    other = [r | {"seed": r["seed"] + 3} if r["method"] == "diffusion_link" else r for r in records]
+    s = {r["method"]: r for r in summarize(other)}  # other seeds: no pairing, no gain or difference
+    assert "gain" not in s["diffusion_link"] and "d_link" not in s["identity"]
