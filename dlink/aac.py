@@ -108,7 +108,7 @@ def summarize(
     dicts with the mean and std over seeds of each metric; the CIDEr-D interval (cider_lo, cider_hi);
     for every method of a decoder that has a `base` row the relative CIDEr-D gain over it (gain,
     gain_lo, gain_hi); and for every method of a decoder that has a `versus` row its CIDEr-D minus
-    that row's (d_link, d_link_lo, d_link_hi, and d_link_resolved: the interval excludes 0). All
+    that row's (d_CIDEr-D, d_CIDEr-D_lo, d_CIDEr-D_hi, and d_CIDEr-D_resolved: the interval excludes 0). All
     intervals resample seeds and items (dlink.stats), with the same draws for every row, so the
     gains and differences are paired.
     """
@@ -140,8 +140,8 @@ def summarize(
             )
         if method != versus and paired((decoder, versus)):
             d = paired_difference(mine, items[decoder, versus], level=level)
-            rec["d_link"], rec["d_link_lo"], rec["d_link_hi"] = d
-            rec["d_link_resolved"] = bool(d[1] > 0 or d[2] < 0)
+            rec["d_CIDEr-D"], rec["d_CIDEr-D_lo"], rec["d_CIDEr-D_hi"] = d
+            rec["d_CIDEr-D_resolved"] = bool(d[1] > 0 or d[2] < 0)
         out.append(rec)
     return out
 
@@ -210,9 +210,9 @@ def write_results(
             else ""
         )
         diff = (
-            f"{r['d_link']:+.3f} [{r['d_link_lo']:+.3f}, {r['d_link_hi']:+.3f}]"
-            + (" (resolved)" if r["d_link_resolved"] else "")
-            if "d_link" in r
+            f"{r['d_CIDEr-D']:+.3f} [{r['d_CIDEr-D_lo']:+.3f}, {r['d_CIDEr-D_hi']:+.3f}]"
+            + (" (resolved)" if r["d_CIDEr-D_resolved"] else "")
+            if "d_CIDEr-D" in r
             else ""
         )
         lines.append(

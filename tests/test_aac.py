@@ -60,8 +60,11 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
     text = md_path.read_text()
     assert "120 test items x 3 seed(s)" in text and "+50.0 % [+50.0, +50.0]" in text
     assert pd.read_csv(csv_path).shape[0] == 2
-    assert s["identity"]["d_link"] == pytest.approx(-0.5 * base.mean()) and s["identity"]["d_link_resolved"]
-    assert "d_link" not in s["diffusion_link"] and "seeds and test items" in text and "(resolved)" in text
+    assert (
+        s["identity"]["d_CIDEr-D"] == pytest.approx(-0.5 * base.mean())
+        and s["identity"]["d_CIDEr-D_resolved"]
+    )
+    assert "d_CIDEr-D" not in s["diffusion_link"] and "seeds and test items" in text and "(resolved)" in text
     items = pd.read_csv(tmp_path / "items" / "aac.csv.gz")
     assert items.shape == (2 * 3 * 120, 5) and list(items.columns) == [
         "seed",
@@ -76,4 +79,4 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
         write_results(records, tmp_path / "aac", ids=["a"])
     other = [r | {"seed": r["seed"] + 3} if r["method"] == "diffusion_link" else r for r in records]
     s = {r["method"]: r for r in summarize(other)}  # other seeds: no pairing, no gain or difference
-    assert "gain" not in s["diffusion_link"] and "d_link" not in s["identity"]
+    assert "gain" not in s["diffusion_link"] and "d_CIDEr-D" not in s["identity"]

@@ -10,7 +10,7 @@ import pytest
 
 from dlink import paths
 
-CSV = """decoder,method,n_seeds,CIDEr-D_mean,CIDEr-D_std,cider_lo,cider_hi,gain,gain_lo,gain_hi,d_link,d_link_lo,d_link_hi,d_link_resolved
+CSV = """decoder,method,n_seeds,CIDEr-D_mean,CIDEr-D_std,cider_lo,cider_hi,gain,gain_lo,gain_hi,d_CIDEr-D,d_CIDEr-D_lo,d_CIDEr-D_hi,d_CIDEr-D_resolved
 generative,identity,3,0.6671885926838411,0.03308167877456502,0.5826924017047639,0.7572934423894,,,,-0.082,-0.15,-0.01,True
 generative,diffusion_link,3,0.7491,0.0,0.660,0.844,0.123,0.030,0.221,,,,
 """
