@@ -181,3 +181,18 @@ def load_checkpoint(folder: str | os.PathLike, required: tuple[str, ...] = ()) -
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{weights}: tensor {k!r} holds NaN or inf values; the file is corrupt")
     return config, tensors
+
+
+def write_csv_gz(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Write dict rows (same keys) as gzip-compressed CSV, atomically and byte-reproducibly (no mtime)."""
+    import csv
+    import gzip
+    import io
+
+    if not rows:
+        raise ValueError(f"no rows to write to {path}")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write_bytes(path, gzip.compress(buf.getvalue().encode("utf-8"), mtime=0))

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from ._io import atomic_write_text
+from ._io import atomic_write_text, write_csv_gz
 from .captioner import CaptionerConfig, PrefixCaptioner
 from .metrics import caption_metrics
-from .stats import bootstrap_ci, paired_relative_gain
+from .stats import bootstrap_ci, paired_difference, paired_relative_gain
 
 SUMMARY_METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 
@@ -115,19 +115,31 @@ def mean_over_folds(records: list[dict], method: str) -> dict:
     return out
 
 
-def summarize(records, base: str = "identity", level: float = 0.95) -> list[dict]:
-    """One summary per (decoder, method) over seeds, with bootstrap intervals over items.
+def summarize(
+    records, base: str = "identity", versus: str = "diffusion_link", level: float = 0.95
+) -> list[dict]:
+    """One summary per (decoder, method) over seeds, with seed x item bootstrap intervals.
 
     records: dicts with "decoder", "method", "seed", the SUMMARY_METRICS, "distinct" and
-    "CIDEr-D_items" (per-item scores, the same items in every record). Returns dicts with the mean and
-    std over seeds of each metric, the CIDEr-D of the seed-averaged items with its 95 % bootstrap
-    interval (cider_lo, cider_hi), and for every method of a decoder that has a `base` row the relative
-    CIDEr-D gain over it with a paired bootstrap interval (gain, gain_lo, gain_hi).
+    "CIDEr-D_items" (per-item scores, the same items and seeds in every record of a decoder). Returns
+    dicts with the mean and std over seeds of each metric; the CIDEr-D interval (cider_lo, cider_hi);
+    for every method of a decoder that has a `base` row the relative CIDEr-D gain over it (gain,
+    gain_lo, gain_hi); and for every method of a decoder that has a `versus` row its CIDEr-D minus
+    that row's (d_CIDEr-D, d_CIDEr-D_lo, d_CIDEr-D_hi, and d_CIDEr-D_resolved: the interval excludes 0). All
+    intervals resample seeds and items (dlink.stats), with the same draws for every row, so the
+    gains and differences are paired.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["decoder"], r["method"]), []).append(r)
+    for g in groups.values():
+        g.sort(key=lambda r: r["seed"])  # seed s of one row pairs with seed s of another
     items = {k: np.array([r["CIDEr-D_items"] for r in g]) for k, g in groups.items()}
+    seeds = {k: [r["seed"] for r in g] for k, g in groups.items()}
+
+    def paired(other: tuple) -> bool:  # scored on the same seeds and items as this row
+        return other in items and seeds[other] == seeds[decoder, method] and items[other].shape == mine.shape
+
     out = []
     for (decoder, method), g in groups.items():
         rec = {"decoder": decoder, "method": method, "n_seeds": len(g)}
@@ -137,14 +149,38 @@ def summarize(records, base: str = "identity", level: float = 0.95) -> list[dict
                 float(v.mean()),
                 float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
             )
-        _, rec["cider_lo"], rec["cider_hi"] = bootstrap_ci(items[decoder, method], level=level)
-        b = items.get((decoder, base))
-        if b is not None and method != base and b.shape == items[decoder, method].shape and b.mean() > 0:
+        mine = items[decoder, method]
+        _, rec["cider_lo"], rec["cider_hi"] = bootstrap_ci(mine, level=level)
+        if method != base and paired((decoder, base)) and items[decoder, base].mean() > 0:
             rec["gain"], rec["gain_lo"], rec["gain_hi"] = paired_relative_gain(
-                items[decoder, method], b, level=level
+                mine, items[decoder, base], level=level
             )
+        if method != versus and paired((decoder, versus)):
+            d = paired_difference(mine, items[decoder, versus], level=level)
+            rec["d_CIDEr-D"], rec["d_CIDEr-D_lo"], rec["d_CIDEr-D_hi"] = d
+            rec["d_CIDEr-D_resolved"] = bool(d[1] > 0 or d[2] < 0)
         out.append(rec)
     return out
+
+
+def item_rows(records, ids=None) -> list[dict]:
+    """Per-item x per-seed scores in long form: seed, item, decoder, method, CIDEr-D (one row each).
+
+    ids: the items' ids in the order of "CIDEr-D_items" (default: their position 0..N-1).
+    """
+    n = len(records[0]["CIDEr-D_items"])
+    ids = list(range(n)) if ids is None else list(ids)
+    if len(ids) != n:
+        raise ValueError(f"ids holds {len(ids)} ids but the records score {n} items")
+    rows = []
+    for r in sorted(records, key=lambda r: (r["decoder"], r["method"], r["seed"])):
+        if len(r["CIDEr-D_items"]) != n:
+            raise ValueError(
+                f"record {r['decoder']}/{r['method']}/seed {r['seed']} scores another number of items"
+            )
+        rows += [{"seed": r["seed"], "item": i, "decoder": r["decoder"], "method": r["method"],
+                  "CIDEr-D": f"{v:.6g}"} for i, v in zip(ids, r["CIDEr-D_items"], strict=True)]  # fmt: skip
+    return rows
 
 
 def _extra_metrics_note(records) -> str:
@@ -158,19 +194,27 @@ def _extra_metrics_note(records) -> str:
     )
 
 
-def write_results(records, stem, base: str = "identity", title: str = "") -> tuple[Path, Path]:
-    """Write <stem>.csv (every summary number) and <stem>.md (the table the README shows). Atomic."""
-    summary = summarize(records, base=base)
+def write_results(
+    records, stem, base: str = "identity", title: str = "", versus: str = "diffusion_link", ids=None
+) -> tuple[Path, Path]:
+    """Write <stem>.csv (every summary number), <stem>.md (the table the README shows) and
+    <stem's folder>/items/<stem name>.csv.gz (per-item x per-seed CIDEr-D, `item_rows`; ids: the
+    items' ids). Atomic. Returns (csv_path, md_path)."""
+    summary = summarize(records, base=base, versus=versus)
     stem = Path(stem)
+    write_csv_gz(stem.parent / "items" / f"{stem.name}.csv.gz", item_rows(records, ids))
     csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), _csv(summary))
     seeds = sorted({r["seed"] for r in records})
     n_items = len(records[0]["CIDEr-D_items"])
     lines = [f"# {title}".rstrip(), "", f"{n_items} test items x {len(seeds)} seed(s) {seeds}; references: captions 2-5 of each item.",
-             "Metrics: mean ± std over seeds. CIDEr-D [95 % CI]: seed-averaged per-item CIDEr-D, bootstrap over items.",
-             f"Gain: relative CIDEr-D gain over `{base}` with the same decoder, paired bootstrap 95 % CI.",
+             "Metrics: mean ± std over seeds. 95 % CIs: percentile bootstrap resampling both training seeds and test items "
+             "(one draw shared by every row of a decoder, so gains and differences are paired); they cover seed and item variance.",
+             f"Gain: relative CIDEr-D gain over `{base}` with the same decoder. Minus {versus}: CIDEr-D difference to "
+             f"`{versus}` with the same decoder, marked (resolved) when its interval excludes 0.",
              _extra_metrics_note(records), "",
-             "| decoder | method | " + " | ".join(SUMMARY_METRICS) + " | CIDEr-D [95 % CI] | distinct | gain [95 % CI] |",
-             "| --- | --- |" + " ---: |" * (len(SUMMARY_METRICS) + 3)]  # fmt: skip
+             "| decoder | method | " + " | ".join(SUMMARY_METRICS)
+             + f" | CIDEr-D [95 % CI] | distinct | gain [95 % CI] | minus {versus} [95 % CI] |",
+             "| --- | --- |" + " ---: |" * (len(SUMMARY_METRICS) + 4)]  # fmt: skip
     for r in summary:
         cells = [
             f"{r[f'{m}_mean']:.3f}" + ("" if np.isnan(r[f"{m}_std"]) else f" ± {r[f'{m}_std']:.3f}")
@@ -182,10 +226,16 @@ def write_results(records, stem, base: str = "identity", title: str = "") -> tup
             if "gain" in r
             else ""
         )
+        diff = (
+            f"{r['d_CIDEr-D']:+.3f} [{r['d_CIDEr-D_lo']:+.3f}, {r['d_CIDEr-D_hi']:+.3f}]"
+            + (" (resolved)" if r["d_CIDEr-D_resolved"] else "")
+            if "d_CIDEr-D" in r
+            else ""
+        )
         lines.append(
             f"| {r['decoder']} | {r['method']} | "
             + " | ".join(cells)
-            + f" | {ci} | {100 * r['distinct_mean']:.0f} % | {gain} |"
+            + f" | {ci} | {100 * r['distinct_mean']:.0f} % | {gain} | {diff} |"
         )
     md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
     return csv_path, md_path

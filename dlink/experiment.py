@@ -432,69 +432,53 @@ TERM_VARIANTS: dict[str, dict] = {
 }
 
 
-def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs, labels=None) -> dict:
-    """Test scores of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
+def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs) -> dict:
+    """Test outputs of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
 
     Every variant is fitted on the fit scenes and bridges with the same inference `settings` (those the
     captioning tables use), so only the training terms differ. `captioner`: the zero-shot captioner;
-    idx, refs: the scored test items (`eval_subset`); labels: N label-set strings or None.
-    Returns {variant: {"bridged": (N, D), "a2t_R1_items": (N,) 0/1, "a2t_mAP_labels_items": (N,) or
-    None, "CIDEr-D_items": (len(idx),)}} for paired differences over seeds and items.
+    idx, refs: the scored test items (`eval_subset`).
+    Returns {variant: {"bridged": (N, D) bridged test audio, "CIDEr-D_items": (len(idx),)}}.
     """
-    from dlink.gap import label_set_ap, retrieval_ranks
     from dlink.metrics import cider_d_items
 
-    test = emb["test"]
     out, preds = {}, {}
     for name, overrides in TERM_VARIANTS.items():
         bridge = fit_bridge(P, "diffusion_link", emb, seed=seed, **overrides)
-        x = (bridge.configured(**settings) if settings else bridge).transform(test["audio"])
-        out[name] = {
-            "bridged": x,
-            "a2t_R1_items": (retrieval_ranks(x, test["text"][:, 0]) == 0).astype(float),
-            "a2t_mAP_labels_items": None if labels is None else label_set_ap(x, test["text"][:, 0], labels),
-        }
+        x = (bridge.configured(**settings) if settings else bridge).transform(emb["test"]["audio"])
+        out[name] = {"bridged": x}
         preds[name] = captioner.generate(x[idx], beams=P.profile.beams)
     for name, items in cider_d_items(preds, refs).items():
         out[name]["CIDEr-D_items"] = items
     return out
 
 
-def term_ablation_rows(per_seed: list[dict], texts: list, versus: str = "all terms") -> list[dict]:
-    """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP and
-    CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired difference to
-    `versus` with its interval and whether the interval excludes 0 ("resolved").
+TERM_COLUMNS = ("centroid_distance", "a2t_R1", "a2t_mAP_labels", "CIDEr-D")
 
-    per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s].
+
+def term_ablation_rows(
+    per_seed: list[dict], texts: list, seeds, labels=None, versus: str = "all terms"
+) -> list[dict]:
+    """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP (with
+    labels) and CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired
+    difference to `versus` with its interval. Intervals resample seeds and items (dlink.stats).
+
+    per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s]; seeds: the
+    training seeds; labels: N label-set strings or None.
     """
     from dlink.gap import gap_intervals
     from dlink.stats import bootstrap_ci, paired_difference
 
     names = list(per_seed[0])
-    gap = {
-        r["method"]: r
-        for r in gap_intervals({n: [s[n]["bridged"] for s in per_seed] for n in names}, texts, versus=versus)
-    }
+    outputs = {n: [s[n]["bridged"] for s in per_seed] for n in names}
+    gap = gap_intervals(outputs, texts, versus=versus, labels=labels, seeds=list(seeds), columns=TERM_COLUMNS[:3])
     rows = []
-    for name in names:
-        g = gap[name]
-        row = {"variant": name, "n_seeds": len(per_seed), "n_items": g["n_items"]}
-        for key, short in (("centroid_distance", "centroid"), ("R1", "R1")):
-            row |= {key: g[key], f"{key}_lo": g[f"{key}_lo"], f"{key}_hi": g[f"{key}_hi"]}
-            row |= {
-                f"d_{key}": g[f"d_{short}"],
-                f"d_{key}_lo": g[f"d_{short}_lo"],
-                f"d_{key}_hi": g[f"d_{short}_hi"],
-            }
-        for key in ("a2t_mAP_labels", "CIDEr-D"):
-            if per_seed[0][name][f"{key}_items"] is None:
-                continue
-            items = np.array([s[name][f"{key}_items"] for s in per_seed])
-            ref = np.array([s[versus][f"{key}_items"] for s in per_seed])
-            row |= dict(zip((key, f"{key}_lo", f"{key}_hi"), bootstrap_ci(items), strict=True))
-            row |= dict(
-                zip((f"d_{key}", f"d_{key}_lo", f"d_{key}_hi"), paired_difference(items, ref), strict=True)
-            )
+    for name, g in zip(names, gap, strict=True):
+        row = {"variant": name} | {k: v for k, v in g.items() if k != "method"}
+        items = np.array([s[name]["CIDEr-D_items"] for s in per_seed])
+        ref = np.array([s[versus]["CIDEr-D_items"] for s in per_seed])
+        row |= dict(zip(("CIDEr-D", "CIDEr-D_lo", "CIDEr-D_hi"), bootstrap_ci(items), strict=True))
+        row |= dict(zip(("d_CIDEr-D", "d_CIDEr-D_lo", "d_CIDEr-D_hi"), paired_difference(items, ref), strict=True))
         rows.append(row)
     return rows
 
@@ -507,8 +491,8 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
 
     stem = Path(stem)
     csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
-    keys = [k for k in ("centroid_distance", "R1", "a2t_mAP_labels", "CIDEr-D") if k in rows[0]]
-    head = {"centroid_distance": "centroid distance ↓", "R1": "a2t R@1 ↑", "a2t_mAP_labels": "label mAP ↑",
+    keys = [k for k in TERM_COLUMNS if k in rows[0]]
+    head = {"centroid_distance": "centroid distance ↓", "a2t_R1": "a2t R@1 ↑", "a2t_mAP_labels": "label mAP ↑",
             "CIDEr-D": "CIDEr-D ↑"}  # fmt: skip
     lines = [
         f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "

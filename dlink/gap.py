@@ -46,6 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dlink.arrays import as_embeddings, normalize_rows
+from dlink.stats import draws, interval, seed_t_interval, weights
 
 # Direction of "better" for each gap_report key, in the form dlink.tables.write_table takes:
 # "higher", "lower", a number (closest to that target is best) or None (not ranked).
@@ -110,7 +111,7 @@ def retrieval_ranks(query, gallery, gallery_ids=None) -> np.ndarray:
 
     A query's rank is the number of wrong gallery items scoring >= its best correct item, so ties
     count against the query (degenerate, all-equal embeddings cannot score well). Arguments as in
-    `retrieval_recall`; per-item hits (rank < k) are what item-bootstrap intervals resample.
+    `retrieval_recall`; per-item hits (rank < k) are what the bootstrap intervals resample.
     """
     q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     if q.shape[1] != g.shape[1]:
@@ -152,7 +153,7 @@ def label_set_map(query, gallery, labels) -> float:
 
 
 def label_set_ap(query, gallery, labels) -> np.ndarray:
-    """(N,) average precision of each query, as in `label_set_map` (which is their mean)."""
+    """(N,) each query's average precision in `label_set_map` (arguments as there)."""
     q, g = normalize_rows(as_embeddings(query, "query")), normalize_rows(as_embeddings(gallery, "gallery"))
     lab = np.asarray([str(x) for x in labels])
     if not (q.shape == g.shape and lab.shape == (q.shape[0],)):
@@ -249,6 +250,13 @@ def knn_mixing(x, y, k: int = 10) -> tuple[float, float]:
     nearest neighbours from the other set; normalised = share / its value under perfect mixing,
     where a point's neighbours are a random draw from the others: (2 n m / (n + m - 1)) / (n + m).
     """
+    other, expected = knn_other(x, y, k)
+    share = float(other.mean())
+    return share, share / expected
+
+
+def knn_other(x, y, k: int = 10) -> tuple[np.ndarray, float]:
+    """(per-point fractions (n + m,), perfect-mix share): x's points first, then y's (see knn_mixing)."""
     x, y = _two_sets(x, y, 1)
     xu, yu = normalize_rows(x), normalize_rows(y)
     z = np.concatenate([xu, yu]).astype(np.float32)
@@ -263,10 +271,8 @@ def knn_mixing(x, y, k: int = 10) -> tuple[float, float]:
         sims[rows, s + rows] = -np.inf  # a point is not its own neighbour
         nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         other[s : s + len(rows)] = (label[nn] != label[s : s + len(rows), None]).mean(1)
-    share = float(other.mean())
     n, m = len(xu), len(yu)
-    expected = 2.0 * n * m / (total - 1) / total
-    return share, share / expected
+    return other, 2.0 * n * m / (total - 1) / total
 
 
 def separability(x, y, folds: int = 5, seed: int = 0, paired: bool = False) -> float:
@@ -362,73 +368,193 @@ def gap_report(
     return out
 
 
-def gap_intervals(
-    outputs: dict[str, list], text: list, versus: str, level: float = 0.95, n_boot: int = 2000, seed: int = 0
-) -> list[dict]:
-    """Item-bootstrap intervals of the centroid distance and R@1, and of each method's difference to
-    `versus`, over the test items (paired: one resample of items for every method and seed).
+# gap_intervals' columns and how each is resampled (see gap_intervals)
+INTERVAL_COLUMNS = ("paired_cos_mean", "centroid_distance", "separability", "frechet", "knn_mixing_norm",
+                    "a2t_R1", "a2t_R10", "a2t_mAP_labels")  # fmt: skip
+_SET_LEVEL = ("centroid_distance", "frechet")  # recomputed on every replicate's drawn items
+_SEED_UNIT = ("separability",)  # a classifier fit per replicate is too slow: seeds as the unit
 
-    outputs: {method: [ (N, D) bridged test audio of seed s, ... ]}; text: [ (N, D) paired test text of
-    seed s, ... ] (row i pairs with row i; the same items, in the same order, for every seed).
-    A resample draws N items with replacement; per seed, the centroid distance is recomputed on the
-    drawn pairs and R@1 is the share of drawn queries ranked first against the FULL gallery of N
-    texts; both are averaged over seeds. The intervals cover item sampling, not training seeds (the
-    gap table's ± std covers those). The norm of a resampled mean is biased upwards (noise adds length),
-    so its intervals are percentile intervals shifted by the bootstrap's bias (mean of the resamples
-    minus the estimate); R@1, a mean, gets plain percentile intervals. Returns one dict per method: centroid_distance, R1 (means over
-    seeds on all items) with _lo/_hi, and d_centroid / d_R1 = method - versus with _lo/_hi.
-    """
-    if versus not in outputs:
-        raise ValueError(f"versus={versus!r} is not one of the methods {list(outputs)}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level}")
-    n_seeds = len(text)
+
+def item_scores(audio, text, labels=None, k: int = 10) -> dict[str, np.ndarray]:
+    """Per-item gap values (N,) of paired audio, text (N, D) whose mean over items is gap_report's
+    column (for N <= its max_points): paired_cos_mean (cosine), knn_mixing_norm (the mean of the
+    item's audio and text point's other-modality neighbour share, / the perfect-mix share), a2t_R1,
+    a2t_R10 (hit: rank < k against all N texts) and, with labels, a2t_mAP_labels (the item's AP)."""
+    a, t = _validate_pair(audio, text, True)
+    a, t = normalize_rows(a), normalize_rows(t)
+    n = a.shape[0]
+    other, expected = knn_other(a, t, k)
+    ranks = retrieval_ranks(a, t)
+    out = {
+        "paired_cos_mean": (a * t).sum(1),
+        "knn_mixing_norm": (other[:n] + other[n:]) / 2.0 / expected,
+        "a2t_R1": (ranks < 1).astype(np.float64),
+        "a2t_R10": (ranks < 10).astype(np.float64),
+    }
+    if labels is not None:
+        out["a2t_mAP_labels"] = label_set_ap(a, t, labels)
+    return out
+
+
+def _check_outputs(outputs: dict[str, list], text: list) -> tuple[list[np.ndarray], int]:
     texts = [normalize_rows(as_embeddings(t, f"text[{s}]")) for s, t in enumerate(text)]
+    if not texts:
+        raise ValueError("text is empty: give one (N, D) array per seed")
     n = texts[0].shape[0]
     if any(t.shape[0] != n for t in texts):
         raise ValueError("every seed's text must hold the same N test items")
-    # weights (B, N): how often each item is drawn in each resample, / N; row b of W @ x is the mean of x
-    # over resample b, which never materialises a (B, N, D) array
-    idx = np.random.default_rng(seed).integers(0, n, size=(int(n_boot), n))
-    w = np.zeros((int(n_boot), n))
-    np.add.at(w, (np.arange(int(n_boot))[:, None], idx), 1.0 / n)
+    for method, per_seed in outputs.items():
+        if len(per_seed) != len(texts):
+            raise ValueError(f"{method}: {len(per_seed)} seeds of outputs but {len(texts)} of text")
+        for s, t in enumerate(texts):
+            if np.shape(per_seed[s]) != t.shape:
+                raise ValueError(
+                    f"outputs[{method!r}][{s}] has shape {np.shape(per_seed[s])}, text[{s}] {t.shape}"
+                )
+    return texts, n
+
+
+def gap_item_rows(outputs: dict[str, list], text: list, labels=None, seeds=None, ids=None) -> list[dict]:
+    """Per-item x per-seed gap values in long form (seed, item, method, `item_scores` keys), for
+    results/items/gap.csv.gz. Arguments as in gap_intervals; ids: the N items' ids (default 0..N-1)."""
+    texts, n = _check_outputs(outputs, text)
+    seeds = list(range(len(texts))) if seeds is None else list(seeds)
+    ids = list(range(n)) if ids is None else list(ids)
+    if len(seeds) != len(texts) or len(ids) != n:
+        raise ValueError(
+            f"seeds must name {len(texts)} seeds and ids {n} items; got {len(seeds)} and {len(ids)}"
+        )
+    rows = []
+    for method, per_seed in outputs.items():
+        for s, t in enumerate(texts):
+            sc = item_scores(per_seed[s], t, labels)
+            rows += [{"seed": seeds[s], "item": ids[i], "method": method,
+                      **{key: f"{v[i]:.6g}" for key, v in sc.items()}} for i in range(n)]  # fmt: skip
+    return rows
+
+
+def _frechet_counts(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> float:
+    """frechet_distance of the rows drawn `counts` times each (paired: the same draw for x and y),
+    from the drawn rows only: tr((S_x S_y)^1/2) is the nuclear norm of A B^T for S_x = A^T A,
+    S_y = B^T B, a (u, u) matrix for u distinct drawn rows instead of a (D, D) square root."""
+    keep = counts > 0
+    c, xs, ys = counts[keep].astype(np.float64), x[keep], y[keep]
+    total = c.sum()
+    mu_x, mu_y = c @ xs / total, c @ ys / total
+    xa = np.sqrt(c / (total - 1))[:, None] * (xs - mu_x)
+    ya = np.sqrt(c / (total - 1))[:, None] * (ys - mu_y)
+    tr_sqrt = np.linalg.svd(xa @ ya.T, compute_uv=False).sum()
+    fd = float(((mu_x - mu_y) ** 2).sum() + (xa**2).sum() + (ya**2).sum() - 2.0 * tr_sqrt)
+    return max(fd, 0.0)
+
+
+def gap_intervals(
+    outputs: dict[str, list],
+    text: list,
+    versus: str,
+    labels=None,
+    seeds=None,
+    columns: Sequence[str] = INTERVAL_COLUMNS,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    n_boot_sets: int = 300,
+    seed: int = 0,
+) -> list[dict]:
+    """Seed x item bootstrap intervals of the gap columns and of each method's difference to `versus`.
+
+    outputs: {method: [ (N, D) bridged test audio of seed s, ... ]}; text: [ (N, D) paired test text of
+    seed s, ... ] (row i pairs with row i; the same items, in the same order, for every seed). labels:
+    N label-set strings for a2t_mAP_labels (without them that column is left out). seeds: the training
+    seed of each entry, separability's fold seed as in gap_report(seed=...) (default 0, 1, ...).
+    columns: a subset of INTERVAL_COLUMNS.
+
+    A replicate draws seeds and items with replacement (dlink.stats.draws; one draw shared by every
+    method, so differences are paired) and averages over the drawn seeds:
+    - per-item columns (`item_scores`: paired cosine, kNN mixing, R@1, R@10, label-set AP) average the
+      drawn items' values, computed once on all N items (a query ranked against the full gallery);
+    - centroid distance (all n_boot replicates) and Frechet distance (the first n_boot_sets, a
+      (u, u) SVD each) are recomputed on the drawn items; both are biased upwards under resampling,
+      so their percentile intervals are shifted by the bootstrap's bias (mean of replicates - estimate);
+    - separability (a cross-validated classifier fit) is too slow per replicate: its interval takes
+      seeds as the unit (dlink.stats.seed_t_interval; NaN with one seed) and covers no item sampling.
+    Returns one dict per method: n_seeds, n_items, and for each column its value (mean over seeds on
+    all items), _lo, _hi, and d_<column> = method - versus with _lo, _hi.
+    """
+    if versus not in outputs:
+        raise ValueError(f"versus={versus!r} is not one of the methods {list(outputs)}")
+    unknown = set(columns) - set(INTERVAL_COLUMNS)
+    if unknown:
+        raise ValueError(f"columns {sorted(unknown)} are not among {INTERVAL_COLUMNS}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    columns = [c for c in columns if labels is not None or c != "a2t_mAP_labels"]
+    texts, n = _check_outputs(outputs, text)
+    n_seeds = len(texts)
+    seeds = list(range(n_seeds)) if seeds is None else list(seeds)
+    if len(seeds) != n_seeds:
+        raise ValueError(f"seeds names {len(seeds)} seeds for {n_seeds} entries of text")
+    s_idx, i_idx = draws(n_seeds, n, n_boot=int(n_boot), seed=seed)
+    ws, wi = weights(s_idx, n_seeds), weights(i_idx, n)
+    n_sets = min(int(n_boot_sets), int(n_boot))
+    # per method and column: (estimate, replicates); separability: (estimate, per-seed values)
     stats: dict[str, dict[str, tuple[float, np.ndarray]]] = {}
     for method, per_seed in outputs.items():
-        if len(per_seed) != n_seeds:
-            raise ValueError(f"{method}: {len(per_seed)} seeds of outputs but {n_seeds} of text")
-        full = {"centroid_distance": 0.0, "R1": 0.0}
-        boot = {"centroid_distance": np.zeros(len(w)), "R1": np.zeros(len(w))}
-        for s, t in enumerate(texts):
-            a = normalize_rows(as_embeddings(per_seed[s], f"outputs[{method!r}][{s}]"))
-            if a.shape != t.shape:
-                raise ValueError(f"outputs[{method!r}][{s}] has shape {a.shape}, text[{s}] {t.shape}")
-            diff = a - t  # the centroid distance is the norm of the mean paired difference
-            hits = (retrieval_ranks(a, t) == 0).astype(np.float64)
-            full["centroid_distance"] += float(np.linalg.norm(diff.mean(0))) / n_seeds
-            full["R1"] += float(hits.mean()) / n_seeds
-            boot["centroid_distance"] += np.linalg.norm(w @ diff, axis=1) / n_seeds
-            boot["R1"] += (w @ hits) / n_seeds
-        stats[method] = {k: (full[k], boot[k]) for k in full}
-    q = ((1 - level) / 2, 1 - (1 - level) / 2)
+        audio = [
+            normalize_rows(as_embeddings(a, f"outputs[{method!r}][{s}]")) for s, a in enumerate(per_seed)
+        ]
+        st: dict[str, tuple[float, np.ndarray]] = {}
+        per_item = [item_scores(a, t, labels) for a, t in zip(audio, texts, strict=True)]
+        for c in columns:
+            if c in per_item[0]:
+                x = np.stack([p[c] for p in per_item])  # (seeds, items)
+                st[c] = (float(x.mean()), ((ws @ x) * wi).sum(1))
+        if "centroid_distance" in columns:  # the norm of the mean paired difference, per (replicate, seed)
+            per = np.stack(
+                [np.linalg.norm(wi @ (a - t), axis=1) for a, t in zip(audio, texts, strict=True)], 1
+            )
+            full = np.mean([np.linalg.norm((a - t).mean(0)) for a, t in zip(audio, texts, strict=True)])
+            st["centroid_distance"] = (float(full), (ws * per).sum(1))
+        if "frechet" in columns:
+            counts = np.rint(wi[:n_sets] * n).astype(np.int64)
+            per = np.zeros((n_sets, n_seeds))
+            for b in range(n_sets):
+                for s in np.flatnonzero(ws[b] > 0):  # only the drawn seeds count
+                    per[b, s] = _frechet_counts(audio[s], texts[s], counts[b])
+            full = np.mean([frechet_distance(a, t) for a, t in zip(audio, texts, strict=True)])
+            st["frechet"] = (float(full), (ws[:n_sets] * per).sum(1))
+        if "separability" in columns:
+            v = np.array(
+                [
+                    separability(a, t, seed=sd, paired=True)
+                    for a, t, sd in zip(audio, texts, seeds, strict=True)
+                ]
+            )
+            st["separability"] = (float(v.mean()), v)
+        stats[method] = st
     rows = []
     for method, st in stats.items():
         row: dict = {"method": method, "n_seeds": n_seeds, "n_items": n}
-        for key, short in (("centroid_distance", "centroid"), ("R1", "R1")):
-            value, boots = st[key]
-            ref_value, ref_boots = stats[versus][key]
-            shift = key == "centroid_distance"  # a norm: biased upwards under resampling; R@1 is a mean
-            lo, hi = _quantiles(boots, value, q, shift)
-            dlo, dhi = _quantiles(boots - ref_boots, value - ref_value, q, shift)
-            row |= {key: value, f"{key}_lo": float(lo), f"{key}_hi": float(hi),
-                    f"d_{short}": value - ref_value, f"d_{short}_lo": float(dlo), f"d_{short}_hi": float(dhi)}  # fmt: skip
+        for c in columns:
+            value, boots = st[c]
+            ref_value, ref_boots = stats[versus][c]
+            if c in _SEED_UNIT:
+                _, lo, hi = seed_t_interval(boots, level)
+                _, dlo, dhi = seed_t_interval(boots - ref_boots, level)
+            else:
+                shift = c in _SET_LEVEL
+                lo, hi = _shifted(boots, value, level, shift)
+                dlo, dhi = _shifted(boots - ref_boots, value - ref_value, level, shift)
+            row |= {c: value, f"{c}_lo": lo, f"{c}_hi": hi,
+                    f"d_{c}": value - ref_value, f"d_{c}_lo": dlo, f"d_{c}_hi": dhi}  # fmt: skip
         rows.append(row)
     return rows
 
 
-def _quantiles(boots: np.ndarray, estimate: float, q, shift: bool) -> tuple[float, float]:
+def _shifted(boots: np.ndarray, estimate: float, level: float, shift: bool) -> tuple[float, float]:
     """Percentile interval of `boots`; with shift, moved by the bootstrap's bias (mean - estimate)."""
-    lo, hi = np.quantile(boots, q) - ((boots.mean() - estimate) if shift else 0.0)
-    return float(lo), float(hi)
+    lo, hi = interval(boots, level)
+    bias = float(boots.mean() - estimate) if shift else 0.0
+    return lo - bias, hi - bias
 
 
 FLOOR, ORACLE = "floor: another scene's caption", "oracle: 2nd caption"

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dlink import paths
 from dlink._io import atomic_write_text, path_under
-from dlink.gap import GAP_DIRECTIONS
+from dlink.gap import GAP_DIRECTIONS, INTERVAL_COLUMNS
 
 __all__ = ["GAP_DIRECTIONS", "write_table"]
 
@@ -260,45 +260,59 @@ def write_intervals(
 ) -> tuple[Path, Path]:
     """Write `dlink.gap.gap_intervals` rows as stem.csv and stem.md; return (csv_path, md_path).
 
-    The markdown shows each method's centroid distance and R@1 with its 95 % item-bootstrap interval,
+    The markdown shows, for every gap column the rows hold, each method's value with its 95 % interval
     and its difference to `versus` with the paired interval; a difference whose interval excludes 0
     is marked "(resolved)".
     """
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty: nothing to tabulate")
-    need = {"method", "centroid_distance", "R1", "d_centroid", "d_R1"}
-    missing = need - set(rows[0])
-    if missing:
-        raise ValueError(f"rows lack {sorted(missing)}: pass the output of dlink.gap.gap_intervals")
+    cols = [c for c in INTERVAL_COLUMNS if c in rows[0]]
+    if "method" not in rows[0] or not cols or any(f"d_{c}" not in rows[0] for c in cols):
+        raise ValueError(
+            f"rows lack method, a column of {INTERVAL_COLUMNS} or its d_ difference: "
+            "pass the output of dlink.gap.gap_intervals"
+        )
     csv_path = atomic_write_text(_out_path(stem, ".csv"), pd.DataFrame(rows).to_csv(index=False))
 
-    def ci(r, key):
-        return f"{r[key]:.{decimals}f} [{r[key + '_lo']:.{decimals}f}, {r[key + '_hi']:.{decimals}f}]"
+    def ci(r, key, sign=""):
+        lo, hi = r[key + "_lo"], r[key + "_hi"]
+        bounds = "" if math.isnan(lo) else f" [{lo:{sign}.{decimals}f}, {hi:{sign}.{decimals}f}]"
+        return f"{r[key]:{sign}.{decimals}f}{bounds}"
 
     def delta(r, key):
         if r["method"] == versus:
             return "-"
         resolved = r[key + "_lo"] > 0 or r[key + "_hi"] < 0
-        text = f"{r[key]:+.{decimals}f} [{r[key + '_lo']:+.{decimals}f}, {r[key + '_hi']:+.{decimals}f}]"
-        return text + (" (resolved)" if resolved else "")
+        return ci(r, key, "+") + (" (resolved)" if resolved else "")
 
+    arrow = {"higher": " ↑", "lower": " ↓"}
+    names = [c + arrow.get(GAP_DIRECTIONS[c], f" →{GAP_DIRECTIONS[c]}") for c in cols]
     lines = [
-        f"| method | centroid distance ↓ [95 % CI] | minus {versus} | a2t R@1 ↑ [95 % CI] | minus {versus} |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| method | " + " | ".join(f"{name} [95 % CI] | minus {versus}" for name in names) + " |",
+        "| --- |" + " ---: | ---: |" * len(cols),
     ]
     lines += [
-        f"| {_md_escape(r['method'])} | {ci(r, 'centroid_distance')} | {delta(r, 'd_centroid')} | "
-        f"{ci(r, 'R1')} | {delta(r, 'd_R1')} |"
+        f"| {_md_escape(r['method'])} | "
+        + " | ".join(f"{ci(r, c)} | {delta(r, 'd_' + c)}" for c in cols)
+        + " |"
         for r in rows
     ]
     r0 = rows[0]
     lines += [
         "",
-        f"All {r0['n_items']} test items, {r0['n_seeds']} seed(s) averaged; 95 % bootstrap intervals over test "
-        "items (one resample shared by all methods and seeds, so differences are paired; percentile intervals, "
-        "for the centroid distance shifted by the bootstrap's bias, since a resampled norm is biased upwards). "
-        "They cover item sampling, not training seeds (see the gap table's ± std).",
+        f"All {r0['n_items']} test items x {r0['n_seeds']} seed(s); 95 % percentile bootstrap intervals resampling "
+        "training seeds and test items (one draw shared by all methods, so differences are paired): they cover "
+        "seed and item variance. Per-item columns (paired cosine, kNN mixing, R@k, label-set AP) average each "
+        "drawn item's value on the full set; centroid and Frechet distance are recomputed on each drawn item set "
+        "(Frechet on the first replicates only; both intervals shifted by the bootstrap's bias, since a "
+        "resampled distance is biased upwards)."
+        + (
+            " Separability (a classifier fit per replicate is too slow) takes seeds as the unit: a Student-t "
+            "interval over the per-seed values, which covers seed variance only."
+            if "separability" in cols
+            else ""
+        ),
     ]
     md_path = atomic_write_text(_out_path(stem, ".md"), "\n".join(lines) + "\n")
     return csv_path, md_path

@@ -64,7 +64,7 @@ def _verdict(results: Path, stem: str, paper: str) -> str:
         word = "**not resolved** (the 95 % interval covers 0)"
     return (
         f"Relative CIDEr-D gain of Diffusion-Link over no bridge (generative decoder): **{g:+.1f} %** "
-        f"[{lo:+.1f}, {hi:+.1f}] (paired bootstrap over items, {int(r['n_seeds'])} seeds); paper (AudioCaps, "
+        f"[{lo:+.1f}, {hi:+.1f}] (paired bootstrap over seeds and items, {int(r['n_seeds'])} seeds); paper (AudioCaps, "
         f"LAION-CLAP, its LLM): {paper}. The paper's direction is {word}."
     )
 
@@ -121,7 +121,7 @@ def section(results: Path) -> str:
         md = (results / "gap_intervals.md").read_text()
         notes = [line for line in md.splitlines() if line and not line.startswith("|")]
         out += [
-            "**Which gap differences the test items resolve** (`results/gap_intervals.md`): "
+            "**Which gap differences seeds and test items resolve** (`results/gap_intervals.md`): "
             + " ".join(notes),
             "",
             *_table_lines(md),

@@ -75,3 +75,23 @@ def test_mean_over_folds_averages_every_score_and_the_items():
     assert out["CIDEr-D_items"] == pytest.approx([0.5, 0.3])
     with pytest.raises(ValueError, match="at least one"):
         mean_over_folds([], method="x")
+    assert (
+        s["identity"]["d_CIDEr-D"] == pytest.approx(-0.5 * base.mean())
+        and s["identity"]["d_CIDEr-D_resolved"]
+    )
+    assert "d_CIDEr-D" not in s["diffusion_link"] and "seeds and test items" in text and "(resolved)" in text
+    items = pd.read_csv(tmp_path / "items" / "aac.csv.gz")
+    assert items.shape == (2 * 3 * 120, 5) and list(items.columns) == [
+        "seed",
+        "item",
+        "decoder",
+        "method",
+        "CIDEr-D",
+    ]
+    one = items[(items["method"] == "identity") & (items["seed"] == 1)]["CIDEr-D"].to_numpy()
+    assert np.allclose(one, base[1], rtol=1e-5)
+    with pytest.raises(ValueError, match="ids"):
+        write_results(records, tmp_path / "aac", ids=["a"])
+    other = [r | {"seed": r["seed"] + 3} if r["method"] == "diffusion_link" else r for r in records]
+    s = {r["method"]: r for r in summarize(other)}  # other seeds: no pairing, no gain or difference
+    assert "gain" not in s["diffusion_link"] and "d_CIDEr-D" not in s["identity"]

@@ -161,33 +161,89 @@ def _unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
-    from dlink.gap import gap_intervals
-
+def _gap_fixture(n=300, d=32, seeds=3, offset=0.0):
     rng = np.random.default_rng(0)
-    n, d = 300, 32
     texts, out = [], {"near": [], "far": [], "far_twin": []}
-    for _ in range(3):  # seeds
+    for s in range(seeds):
         t = _unit_rows(rng.normal(size=(n, d)))
         texts.append(t)
         out["near"].append(_unit_rows(t + 0.3 * rng.normal(size=(n, d))))  # paired, small gap
         shift = np.zeros(d)
-        shift[0] = 1.5
+        shift[0] = 1.5 + offset * s
         far = _unit_rows(t + 1.0 * rng.normal(size=(n, d)) + shift)  # big gap, weaker pairing
         out["far"].append(far)
         out["far_twin"].append(far.copy())
-    rows = {r["method"]: r for r in gap_intervals(out, texts, versus="near", n_boot=500)}
+    return out, texts
+
+
+def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
+    from dlink.gap import INTERVAL_COLUMNS, gap_intervals
+
+    out, texts = _gap_fixture()
+    labels = [str(i % 7) for i in range(300)]
+    rows = {
+        r["method"]: r
+        for r in gap_intervals(out, texts, versus="near", labels=labels, n_boot=500, n_boot_sets=60)
+    }
     near, far, twin = rows["near"], rows["far"], rows["far_twin"]
     for r in rows.values():  # the point estimate sits inside its interval
-        assert r["centroid_distance_lo"] <= r["centroid_distance"] <= r["centroid_distance_hi"]
-        assert r["R1_lo"] <= r["R1"] <= r["R1_hi"]
-    assert near["d_centroid"] == 0 and near["d_centroid_lo"] == 0 == near["d_centroid_hi"]
-    assert far["d_centroid_lo"] > 0  # far's gap is larger than near's, resolved
-    assert far["d_R1_hi"] < 0  # and its retrieval worse, resolved
-    assert twin["centroid_distance"] == far["centroid_distance"]
-    # the centroid distance matches gap_report's on all items, averaged over seeds
-    ref = np.mean([gap_report(a, t)["centroid_distance"] for a, t in zip(out["far"], texts, strict=True)])
-    assert far["centroid_distance"] == pytest.approx(ref, rel=1e-9)
+        for c in INTERVAL_COLUMNS:
+            assert r[f"{c}_lo"] <= r[c] <= r[f"{c}_hi"], (r["method"], c)
+    for c in INTERVAL_COLUMNS:
+        assert near[f"d_{c}"] == 0 and near[f"d_{c}_lo"] == 0 == near[f"d_{c}_hi"]
+        assert twin[c] == far[c]
+    for c in ("centroid_distance", "frechet", "separability"):
+        assert far[f"d_{c}_lo"] > 0, c  # far's gap is larger than near's, resolved
+    for c in ("paired_cos_mean", "knn_mixing_norm", "a2t_R1", "a2t_R10", "a2t_mAP_labels"):
+        assert far[f"d_{c}_hi"] < 0, c  # and its similarity and retrieval worse, resolved
+    # every column matches gap_report's on all items, averaged over seeds (separability: fold seed = seed)
+    for c in INTERVAL_COLUMNS:
+        ref = np.mean(
+            [
+                gap_report(a, t, seed=s, labels=labels)[c]
+                for s, (a, t) in enumerate(zip(out["far"], texts, strict=True))
+            ]
+        )
+        assert far[c] == pytest.approx(ref, rel=1e-6), c
+
+
+def test_gap_intervals_cover_seed_spread_and_one_seed():
+    from dlink.gap import gap_intervals
+
+    out, texts = _gap_fixture(n=120, offset=0.5)  # far's gap grows a lot from seed to seed
+    cols = ("centroid_distance", "separability", "a2t_R1")
+    three = {r["method"]: r for r in gap_intervals(out, texts, versus="near", columns=cols, n_boot=400)}
+    one = {r["method"]: r for r in gap_intervals(
+        {k: v[:1] for k, v in out.items()}, texts[:1], versus="near", columns=cols, n_boot=400)}  # fmt: skip
+    per_seed = [np.linalg.norm((a - t).mean(0)) for a, t in zip(out["far"], texts, strict=True)]
+    width = three["far"]["centroid_distance_hi"] - three["far"]["centroid_distance_lo"]
+    assert width > 1.5 * (one["far"]["centroid_distance_hi"] - one["far"]["centroid_distance_lo"])
+    assert width >= 0.5 * (max(per_seed) - min(per_seed))
+    assert np.isnan(one["far"]["separability_lo"]) and np.isfinite(three["far"]["separability_lo"])
+    assert "a2t_mAP_labels" not in three["far"] and "frechet" not in three["far"]
+
+
+def test_frechet_on_counts_is_the_frechet_of_the_drawn_rows():
+    from dlink.gap import _frechet_counts
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(80, 40)), rng.normal(size=(80, 40)) + 0.3
+    idx = rng.integers(0, 80, size=80)
+    counts = np.bincount(idx, minlength=80)
+    assert _frechet_counts(x, y, counts) == pytest.approx(frechet_distance(x[idx], y[idx]), rel=1e-9)
+    assert _frechet_counts(x, y, np.ones(80, int)) == pytest.approx(frechet_distance(x, y), rel=1e-9)
+
+
+def test_gap_item_rows_are_long_and_average_to_the_table():
+    from dlink.gap import gap_item_rows
+
+    out, texts = _gap_fixture(n=40, seeds=2)
+    rows = gap_item_rows(out, texts, seeds=[5, 6], ids=[f"s{i}" for i in range(40)])
+    assert len(rows) == 3 * 2 * 40 and rows[0]["seed"] == 5 and rows[0]["item"] == "s0"
+    far5 = [float(r["a2t_R1"]) for r in rows if r["method"] == "far" and r["seed"] == 5]
+    assert np.mean(far5) == pytest.approx(gap_report(out["far"][0], texts[0])["a2t_R1"])
+    with pytest.raises(ValueError, match="ids"):
+        gap_item_rows(out, texts, ids=["a"])
 
 
 def test_gap_intervals_bad_input():
@@ -200,6 +256,8 @@ def test_gap_intervals_bad_input():
         gap_intervals({"a": [np.eye(12)]}, t * 2, versus="a")
     with pytest.raises(ValueError, match="shape"):
         gap_intervals({"a": [np.eye(12)[:10]]}, t, versus="a")
+    with pytest.raises(ValueError, match="columns"):
+        gap_intervals({"a": [np.eye(12)]}, t, versus="a", columns=("mmd",))
 
 
 def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():

@@ -100,3 +100,19 @@ def test_save_through_a_symlinked_folder_keeps_the_link(tmp_path):
     link.symlink_to(real)
     assert _save(link, 2.0) == link
     assert link.is_symlink() and load_checkpoint(link)[0] == {"version": 2.0}
+
+
+def test_write_csv_gz_is_byte_reproducible_and_readable(tmp_path):
+    import time
+
+    import pandas as pd
+
+    from dlink._io import write_csv_gz
+
+    rows = [{"seed": 0, "item": "a", "CIDEr-D": "0.5"}, {"seed": 1, "item": "b", "CIDEr-D": "1.25"}]
+    first = write_csv_gz(tmp_path / "items" / "x.csv.gz", rows).read_bytes()
+    time.sleep(1.1)  # a gzip header with a timestamp would differ now
+    assert write_csv_gz(tmp_path / "items" / "x.csv.gz", rows).read_bytes() == first
+    assert pd.read_csv(tmp_path / "items" / "x.csv.gz")["CIDEr-D"].tolist() == [0.5, 1.25]
+    with pytest.raises(ValueError, match="no rows"):
+        write_csv_gz(tmp_path / "y.csv.gz", [])

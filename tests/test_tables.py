@@ -130,35 +130,23 @@ def test_write_intervals_marks_resolved_differences(tmp_path):
     from dlink.tables import write_intervals
 
     base = {"n_seeds": 3, "n_items": 300, "centroid_distance": 0.2, "centroid_distance_lo": 0.19,
-            "centroid_distance_hi": 0.21, "R1": 0.1, "R1_lo": 0.08, "R1_hi": 0.12}  # fmt: skip
+            "centroid_distance_hi": 0.21, "a2t_R1": 0.1, "a2t_R1_lo": 0.08, "a2t_R1_hi": 0.12,
+            "separability": 0.9, "separability_lo": float("nan"), "separability_hi": float("nan")}  # fmt: skip
+    zero = {f"d_{c}{s}": 0.0 for c in ("centroid_distance", "a2t_R1") for s in ("", "_lo", "_hi")}
     rows = [
-        base
-        | {
-            "method": "dl",
-            "d_centroid": 0.0,
-            "d_centroid_lo": 0.0,
-            "d_centroid_hi": 0.0,
-            "d_R1": 0.0,
-            "d_R1_lo": 0.0,
-            "d_R1_hi": 0.0,
-        },  # fmt: skip
-        base
-        | {
-            "method": "db",
-            "d_centroid": 0.02,
-            "d_centroid_lo": 0.01,
-            "d_centroid_hi": 0.03,
-            "d_R1": 0.01,
-            "d_R1_lo": -0.01,
-            "d_R1_hi": 0.03,
-        },  # fmt: skip
-    ]
+        base | zero | {"method": "dl", "d_separability": 0.0, "d_separability_lo": float("nan"),
+                       "d_separability_hi": float("nan")},
+        base | {"method": "db", "d_centroid_distance": 0.02, "d_centroid_distance_lo": 0.01,
+                "d_centroid_distance_hi": 0.03, "d_a2t_R1": 0.01, "d_a2t_R1_lo": -0.01, "d_a2t_R1_hi": 0.03,
+                "d_separability": 0.1, "d_separability_lo": float("nan"), "d_separability_hi": float("nan")},
+    ]  # fmt: skip
     _, md = write_intervals(rows, tmp_path / "iv", versus="dl")
     text = md.read_text()
     assert (
-        "| db | 0.200 [0.190, 0.210] | +0.020 [+0.010, +0.030] (resolved) | 0.100 [0.080, 0.120] | +0.010 [-0.010, +0.030] |"
-        in text
+        "| db | 0.200 [0.190, 0.210] | +0.020 [+0.010, +0.030] (resolved) | 0.900 | +0.100 | "
+        "0.100 [0.080, 0.120] | +0.010 [-0.010, +0.030] |" in text
     )
-    assert "| dl |" in text and "All 300 test items, 3 seed(s)" in text
+    assert "| method | centroid_distance ↓ [95 % CI] | minus dl | separability →0.5 [95 % CI] |" in text
+    assert "| dl |" in text and "All 300 test items x 3 seed(s)" in text and "seeds as the unit" in text
     with pytest.raises(ValueError, match="gap_intervals"):
         write_intervals([{"method": "x"}], tmp_path / "iv", versus="x")
