@@ -520,16 +520,32 @@ PUBLISHED_KEY = "dlink"  # notebook metadata that marks outputs written by publi
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # needs the run's live widget state
 
 
+def _as_shown(text: str) -> str:
+    """Stream text as a terminal shows it: of a line rewritten with carriage returns (a progress
+    bar), only its last state."""
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
 def _published_outputs(outputs: list) -> list:
-    """Outputs without widget views (kept where a text form exists) or execution metadata."""
+    """Outputs as a reader would see them: consecutive streams merged, progress bars in their
+    final state, widget views dropped (kept where a text form exists)."""
     kept = []
     for out in outputs:
+        if out.get("output_type") == "stream":
+            if kept and kept[-1].get("output_type") == "stream" and kept[-1]["name"] == out["name"]:
+                kept[-1]["text"] += out["text"]
+            else:
+                kept.append(out)
+            continue
         data = out.get("data")
         if data and _WIDGET_VIEW in data:
             data.pop(_WIDGET_VIEW)
             if not data:
                 continue
         kept.append(out)
+    for out in kept:
+        if out.get("output_type") == "stream":
+            out["text"] = _as_shown(out["text"])
     return kept
 
 
@@ -585,7 +601,6 @@ def publish_notebook(
     after = nbformat.writes(src)
     if after == before:
         return False
-    nbformat.validate(nbformat.reads(after, as_version=4))
     atomic_write_text(source, after if after.endswith("\n") else after + "\n")
     return True
 

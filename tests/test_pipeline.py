@@ -363,3 +363,15 @@ def test_lead_notebooks_follow_the_contract():
                     f"python -m dlink.pipeline publish (after a default run) or strip {path}"
                 )
             assert "injected-parameters" not in c.metadata.get("tags", []), f"{path.name} cell {i}"
+
+
+def test_published_streams_show_progress_bars_in_their_final_state():
+    from dlink.pipeline import _published_outputs
+
+    outs = [
+        nbformat.v4.new_output("stream", name="stderr", text="bar  10%\rbar  50%\r"),
+        nbformat.v4.new_output("stream", name="stderr", text="bar 100%\ndone\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="x\n"),
+    ]
+    got = _published_outputs(outs)
+    assert [o["text"] for o in got] == ["bar 100%\ndone\n", "x\n"]
