@@ -89,7 +89,14 @@ def test_licence_and_citation():
     assert cff["version"] == PYPROJECT["project"]["version"]
     paper = cff["preferred-citation"]
     assert paper["title"].startswith("Diffusion-Link: Diffusion Probabilistic Model for Bridging")
-    assert [a["family-names"] for a in paper["authors"]] == ["Lee", "Choi", "Chung", "Heo", "Nam"]
+    # the paper's order on arXiv, and the authors' own code
+    assert [f"{a['given-names']} {a['family-names']}" for a in paper["authors"]] == [
+        "KiHyun Nam", "Jongmin Choi", "Hyeongkeun Lee", "Jungwoo Heo", "Joon Son Chung"
+    ]  # fmt: skip
+    assert paper["repository-code"] == "https://github.com/DevKiHyun/Diffusion-Link"
+    readme = (ROOT / "README.md").read_text()
+    assert "KiHyun Nam, Jongmin Choi, Hyeongkeun Lee, Jungwoo Heo" in readme.replace("\n", " ")
+    assert "https://github.com/DevKiHyun/Diffusion-Link" in readme
     assert "2510.11330" in paper["url"] and paper["year"] == 2025
     assert all(a.get("name") or a.get("family-names") for a in cff["authors"])
 
