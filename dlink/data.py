@@ -715,10 +715,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dlink.data", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the embedded dataset")
-    b.add_argument("--size", choices=sorted(SIZES), default="default")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument(
+        "--size", choices=sorted(SIZES), default="default", help="how many scenes (default: default)"
+    )
+    b.add_argument("--seed", type=int, default=0, help="seed of the scene mixing and the split (default 0)")
     b.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
-    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--workers", type=int, default=2, help="processes decoding and mixing audio (default 2)")
     sub.add_parser("groups", help="print the recording groups (the table in data/README.md)")
     args = p.parse_args(argv)
     if args.cmd == "groups":

@@ -279,23 +279,31 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dlink.distributed", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("extract", help="embed a data set's splits into the notebooks' embedding cache")
-    e.add_argument("--dataset", required=True, choices=("audiocaps", "clotho"))
+    e.add_argument(
+        "--dataset", required=True, choices=("audiocaps", "clotho"), help="which data set to embed"
+    )
     e.add_argument("--data-root", required=True, help="aac-datasets root folder")
     e.add_argument("--clap-ckpt", required=True, help="LAION-CLAP checkpoint file")
     e.add_argument("--clap-tokenizer", default=None, help="local roberta-base tokenizer folder")
-    e.add_argument("--clap-amodel", default="HTSAT-tiny")
-    e.add_argument("--clap-fusion", action="store_true")
-    e.add_argument("--splits", default="train,val,test")
+    e.add_argument("--clap-amodel", default="HTSAT-tiny", help="LAION-CLAP audio tower of the checkpoint")
+    e.add_argument("--clap-fusion", action="store_true", help="the checkpoint is a fusion model")
+    e.add_argument(
+        "--splits", default="train,val,test", help="comma-separated splits (default train,val,test)"
+    )
     e.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (per process)")
     e.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding audio (per process)")
     t = sub.add_parser("train-captioner", help="fit a PrefixCaptioner with DistributedDataParallel")
     t.add_argument("--embeddings", required=True, help=".npy file, (N, D) float")
     t.add_argument("--captions", required=True, help="JSON file: a list of N caption strings")
     t.add_argument("--out", required=True, help="folder for the captioner (PrefixCaptioner.load reads it)")
-    t.add_argument("--lm", default="scratch")
-    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument(
+        "--lm",
+        default="scratch",
+        help="captioner LM: scratch | tiny-random | smollm2-135m | hub name | folder",
+    )
+    t.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
     t.add_argument("--batch-size", type=int, default=None, help="global batch (split over the processes)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the batch order and noise (default 0)")
     t.add_argument(
         "--report", default=None, help="JSON file: world size, final loss, each rank's weight hash"
     )

@@ -435,10 +435,22 @@ def main(argv=None) -> int:
     from dlink import data
     from dlink._io import read_json
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", default="default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--towers", nargs="+", default=list(TOWERS), choices=TOWERS)
+    p = argparse.ArgumentParser(
+        prog="python -m dlink.embedded_clap",
+        description=__doc__.split("\n")[0] + " Trains the heads on the embedded dataset and scores them "
+        "on its test split (results/embedded_clap.json).",
+    )
+    p.add_argument(
+        "--size", default="default", help="embedded dataset size (python -m dlink.data build --help)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
+    p.add_argument(
+        "--towers",
+        nargs="+",
+        default=list(TOWERS),
+        choices=TOWERS,
+        help="audio towers to train heads for (default: all)",
+    )
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training clips")
     args = p.parse_args(argv)
     data.build_embedded_dataset(args.size, args.seed)

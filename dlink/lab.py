@@ -8,7 +8,10 @@
 The "dlink" kernel is this interpreter (the project's .venv when started by run_all.sh) with its
 bin/ first on PATH, as `run_all.sh` runs the notebooks. It is written into this environment's
 share/jupyter/kernels/ (or the user's Jupyter folder with --user), JupyterLab opens on
-notebooks/01_data.ipynb from the project root and new notebooks start on the dlink kernel.
+notebooks/01_data.ipynb from the project root with the same bin/ first on PATH (so notebooks on
+their own "python3" kernel use this environment too), new notebooks start on the dlink kernel,
+and kernels use local IPC sockets (no unencrypted-TCP warning at each start). ipywidgets comes
+with the lab extra, so tqdm's bars render as widgets.
 
 JupyterLab is an extra (requirements-lab.txt): neither the tests nor CI install it. Without
 it, `main` says how to install it and returns 2.
@@ -63,15 +66,35 @@ def read_kernel_spec(folder: str | os.PathLike) -> dict:
     return json.loads((Path(folder) / "kernel.json").read_text())
 
 
+def ipc_prefix() -> Path:
+    """Where local kernels' sockets go: the user's Jupyter runtime folder, not the project."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / "dlink-kernel"
+
+
+def lab_env(python: str | os.PathLike = sys.executable) -> dict[str, str]:
+    """JupyterLab's environment: the interpreter's bin/ first on PATH, so that notebooks opened on
+    their own "python3" kernel (and their `!` commands) run in this environment too."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def lab_command(extra: list[str] | None = None) -> list[str]:
     """The JupyterLab command line: served from the project root, opening the first notebook,
-    new notebooks on the dlink kernel; `extra` (e.g. --port 8899 --no-browser) goes last."""
+    new notebooks on the dlink kernel; `extra` (e.g. --port 8899 --no-browser) goes last.
+
+    Kernels talk to the server over local IPC sockets, not TCP: the server and its kernels share
+    this machine, and ipykernel warns on every TCP start that the traffic is unencrypted."""
     return [
         sys.executable,
         "-m",
         "jupyterlab",
         f"--ServerApp.root_dir={paths.ROOT}",
         f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
+        "--KernelManager.transport=ipc",
+        f"--KernelManager.ip={ipc_prefix()}",
         # JupyterLab refuses to start as root unless told; containers often run as root
         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
         *(extra or []),
@@ -114,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"[lab] starting JupyterLab in {paths.ROOT} (Ctrl-C twice stops it)")
     try:
-        return subprocess.call(cmd, cwd=paths.ROOT)
+        ipc_prefix().parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.call(cmd, cwd=paths.ROOT, env=lab_env())
     except KeyboardInterrupt:
         return 130
 

@@ -2,7 +2,8 @@
 
     ./run_all.sh [--force] [--profile smoke|default|full] [--only 03] [-p NAME VALUE ...]
     python -m dlink.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
-    python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs before committing
+    python -m dlink.pipeline publish                      # a finished default run's outputs -> notebooks/
+    python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs instead
     ./run_all.sh --lab [--port N ...]     # open the notebooks in JupyterLab instead (dlink.lab)
 
 What a run does:
@@ -45,7 +46,14 @@ compared strictly, after tests/nbval_sanitize.cfg has replaced timings, absolute
 addresses and tqdm bars on both sides. So a strict cell must print deterministic, rounded
 values (e.g. `print(round(gap["paired_cosine"], 3))` under fixed seeds and the smoke
 profile), and its output must be kept in the committed notebook: `strip` below clears every
-output except those of NBVAL_CHECK_OUTPUT cells. Other markers nbval knows: `# NBVAL_SKIP`
+output except those of NBVAL_CHECK_OUTPUT cells.
+
+Committed notebooks carry outputs only from `publish`: after a finished default run it copies
+each executed runs/default/NN_name.ipynb into notebooks/ so that a reader sees the figures and
+tables unrun. The source cells are kept exactly (publish refuses a run whose cells differ from
+the sources), papermill's injected-parameters cell and metadata are dropped, execution counts
+are renumbered 1, 2, ... (nbval rejects outputs of a cell without one), and NBVAL_CHECK_OUTPUT
+cells keep their committed smoke-profile outputs, since nbval compares those. Other markers nbval knows: `# NBVAL_SKIP`
 (do not run the cell), `# NBVAL_RAISES_EXCEPTION` (the cell must raise).
 """
 
@@ -498,11 +506,124 @@ def strip_outputs(path: str | os.PathLike) -> bool:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop(PUBLISHED_KEY, None)
     after = nbformat.writes(nb)
     if after != before:
         atomic_write_text(path, after if after.endswith("\n") else after + "\n")
         return True
     return False
+
+
+# ---------------------------------------------------------------- publishing a run's outputs
+
+PUBLISHED_KEY = "dlink"  # notebook metadata that marks outputs written by publish
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # needs the run's live widget state
+
+
+def _as_shown(text: str) -> str:
+    """Stream text as a terminal shows it: of a line rewritten with carriage returns (a progress
+    bar), only its last state."""
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _published_outputs(outputs: list) -> list:
+    """Outputs as a reader would see them: consecutive streams merged, progress bars in their
+    final state, widget views dropped (kept where a text form exists)."""
+    kept = []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            if kept and kept[-1].get("output_type") == "stream" and kept[-1]["name"] == out["name"]:
+                kept[-1]["text"] += out["text"]
+            else:
+                kept.append(out)
+            continue
+        data = out.get("data")
+        if data and _WIDGET_VIEW in data:
+            data.pop(_WIDGET_VIEW)
+            if not data:
+                continue
+        kept.append(out)
+    for out in kept:
+        if out.get("output_type") == "stream":
+            out["text"] = _as_shown(out["text"])
+    return kept
+
+
+def _check_same_cells(run, src, executed: Path, source: Path, profile: str) -> list:
+    """The executed notebook's cells without papermill's injected-parameters cell; ValueError if
+    their types or sources differ from the source notebook's (the run is stale)."""
+    cells = [c for c in run.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    ran = [(c.cell_type, c.source) for c in cells]
+    want = [(c.cell_type, c.source) for c in src.cells]
+    if ran != want:
+        i = next(
+            (i for i, (a, b) in enumerate(zip(ran, want, strict=False)) if a != b), min(len(ran), len(want))
+        )
+        raise ValueError(
+            f"{executed} does not match {source} (first difference at cell {i + 1}; {len(ran)} vs "
+            f"{len(want)} cells): rerun it (./run_all.sh --profile {profile} --only {source.stem[:2]}) "
+            "before publishing"
+        )
+    return cells
+
+
+def publish_notebook(
+    executed: str | os.PathLike, source: str | os.PathLike, profile: str = "default"
+) -> bool:
+    """Write `executed`'s outputs into the notebook `source`, keeping source's cells exactly.
+
+    Raises ValueError if the executed copy's cells (without papermill's injected-parameters cell)
+    differ from the source's: the run is stale and must be redone first. Returns True if the
+    source file changed; writes atomically."""
+    import nbformat
+
+    executed, source = Path(executed), Path(source)
+    run, src = _read_nb(executed), _read_nb(source)
+    cells = _check_same_cells(run, src, executed, source, profile)
+    before = nbformat.writes(src)
+    count = 0
+    for cell, done in zip(src.cells, cells, strict=True):
+        if cell.cell_type != "code":
+            continue
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if STRICT_MARKER in cell.source:
+            continue  # nbval compares these against the smoke profile: keep the committed ones
+        count += 1
+        cell.execution_count = count
+        cell.outputs = _published_outputs(done.get("outputs", []))
+        for out in cell.outputs:
+            if "execution_count" in out:
+                out["execution_count"] = count
+    src.metadata.pop("papermill", None)
+    src.metadata.pop("widgets", None)
+    src.metadata[PUBLISHED_KEY] = {"outputs_from": f"runs/{profile}/{executed.name}", "profile": profile}
+    after = nbformat.writes(src)
+    if after == before:
+        return False
+    atomic_write_text(source, after if after.endswith("\n") else after + "\n")
+    return True
+
+
+def publish(
+    profile: str = "default",
+    runs_dir: str | os.PathLike = paths.ROOT / "runs",
+    notebooks_dir: str | os.PathLike = paths.NOTEBOOKS,
+) -> list[Path]:
+    """Publish every executed notebook of a finished run into notebooks/ (see publish_notebook).
+
+    Checks all notebooks before writing any, so a stale or missing one leaves notebooks/ as it
+    was. Returns the notebooks that changed."""
+    sources = find_notebooks(notebooks_dir)
+    run_dir = Path(runs_dir) / profile
+    missing = [nb.name for nb in sources if not (run_dir / nb.name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir} lacks executed notebooks {missing}: finish the run first (./run_all.sh --profile {profile})"
+        )
+    for nb in sources:  # the check publish_notebook makes, on all of them before any write
+        _check_same_cells(_read_nb(run_dir / nb.name), _read_nb(nb), run_dir / nb.name, nb, profile)
+    return [nb for nb in sources if publish_notebook(run_dir / nb.name, nb, profile)]
 
 
 # ---------------------------------------------------------------- command line
@@ -512,7 +633,8 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m dlink.pipeline",
         description="Run the numbered notebooks in order (resumable).",
-        epilog="--lab [OPTIONS] instead opens the notebooks in JupyterLab: see python -m dlink.lab --help.",
+        epilog="Other commands: `strip NOTEBOOK...` clears outputs, `publish` copies a finished run's outputs "
+        "into notebooks/ (each has --help); `--lab [OPTIONS]` opens JupyterLab (python -m dlink.lab --help).",
     )
     ap.add_argument(
         "--profile", default=None, help="smoke | default | full (default: $DLINK_PROFILE or default)"
@@ -539,8 +661,38 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["strip"]:
-        changed = [p for p in argv[1:] if strip_outputs(p)]
-        print(f"[pipeline] stripped outputs of {len(changed)} of {len(argv) - 1} notebook(s)")
+        ap = argparse.ArgumentParser(
+            prog="python -m dlink.pipeline strip",
+            description="Clear notebooks' outputs and execution counts (NBVAL_CHECK_OUTPUT cells keep theirs).",
+        )
+        ap.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="the .ipynb files to strip in place")
+        files = ap.parse_args(argv[1:]).notebooks
+        bad = [f for f in files if not Path(f).is_file()]
+        if bad:
+            print(f"[pipeline] error: no such notebook file(s): {bad}", file=sys.stderr)
+            return 2
+        changed = [p for p in files if strip_outputs(p)]
+        print(f"[pipeline] stripped outputs of {len(changed)} of {len(files)} notebook(s)")
+        return 0
+    if argv[:1] == ["publish"]:
+        ap = argparse.ArgumentParser(
+            prog="python -m dlink.pipeline publish",
+            description="Copy a finished run's outputs (figures, tables, text) into the committed notebooks; "
+            "source cells stay exactly as they are.",
+        )
+        ap.add_argument("--profile", default="default", help="whose run to publish (default: default)")
+        ap.add_argument("--runs", default=str(paths.ROOT / "runs"), help="runs folder (default runs/)")
+        ap.add_argument(
+            "--notebooks", default=str(paths.NOTEBOOKS), help="notebooks folder (default notebooks/)"
+        )
+        a = ap.parse_args(argv[1:])
+        try:
+            changed = publish(a.profile, a.runs, a.notebooks)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"[pipeline] error: {e}", file=sys.stderr)
+            return 2
+        print(f"[pipeline] published runs/{a.profile} outputs into {len(changed)} notebook(s): "
+              + ", ".join(p.name for p in changed))  # fmt: skip
         return 0
     if argv[:1] == ["--lab"]:
         from dlink import lab

@@ -1,6 +1,8 @@
-"""The embedding figure: one UMAP of text, raw audio and each method's bridged audio.
+"""The project's figures: the embedding map, the ablation intervals and the loss curves.
 
-A single UMAP is fitted on the union of every set, so all panels share one 2-D map and one pair of
+Every figure is at most MAX_WIDTH_IN wide, so it stays legible at notebook and README width.
+
+The embedding map is one UMAP of text, raw audio and each method's bridged audio. A single UMAP is fitted on the union of every set, so all panels share one 2-D map and one pair of
 axis limits: a reader can compare where each method moves the audio cloud. The paper's claim to
 see is "a collective migration of audio embeddings toward the text distribution".
 """
@@ -21,6 +23,7 @@ from dlink.arrays import as_embeddings, normalize_rows
 
 _COLORS = {"text": "#1f77b4", "audio": "#9a9a9a", "bridged": "#d62728"}
 _MIN_PAIRS = 5
+MAX_WIDTH_IN = 10.0  # a figure wider than this is unreadable when a notebook or README shrinks it
 
 
 def _check(x, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -204,7 +207,8 @@ def plot_embedding_map(
     panels = list(methods) or ["raw audio"]
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(3.0 * ncols, 3.0 * nrows + 0.6), layout="constrained")
+    side = min(3.0, MAX_WIDTH_IN / ncols)
+    fig = Figure(figsize=(side * ncols, side * nrows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     lo, hi = xy.min(0), xy.max(0)
@@ -277,3 +281,162 @@ def _write_png_pdf(fig, stem: Path) -> tuple[Path, Path]:
         fig.savefig(buf, format=ext, **extra)
         written.append(atomic_write_bytes(stem.parent / f"{stem.name}.{ext}", buf.getvalue()))
     return written[0], written[1]
+
+
+# ---------------------------------------------------------------- ablations and loss curves
+
+# (absolute column, paired-difference prefix, axis label) of results/ablations.csv
+_ABLATION_METRICS = (
+    ("centroid_distance", "d_centroid", "centroid distance (lower is better)"),
+    ("a2t_R1", "d_R1", "audio→text R@1"),
+    ("CIDEr-D", "d_CIDEr-D", "zero-shot CIDEr-D"),
+)
+
+
+def plot_ablations(df, out_stem: str | os.PathLike | None = None, metrics=_ABLATION_METRICS):
+    """Each ablation variant's paired difference to the default variant, with its 95 % interval.
+
+    df: the ablations table (results/ablations.csv): columns `ablation`, `value` and, per metric,
+    the absolute value and `d_<m>`, `d_<m>_lo`, `d_<m>_hi` (variant minus default, paired over
+    items). One panel per metric (at most three side by side, MAX_WIDTH_IN wide), one row per
+    variant grouped by ablation in table order; an interval that excludes the dashed 0 line is a
+    resolved difference (filled marker), one that covers it is not (hollow marker).
+    out_stem: if given, also writes <stem>.png (200 dpi) and <stem>.pdf. Returns the figure.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stem = _out_stem(out_stem) if out_stem is not None else None
+    need = ["ablation", "value"] + [c for _, d, _ in metrics for c in (d, f"{d}_lo", f"{d}_hi")]
+    missing = [c for c in need if c not in getattr(df, "columns", [])]
+    if missing:
+        raise ValueError(f"df (the ablations table) lacks columns {missing}; it needs {need}")
+    if len(df) == 0:
+        raise ValueError("df (the ablations table) has no rows")
+    labels = [f"{a}: {v}" for a, v in zip(df["ablation"], df["value"], strict=True)]
+    groups = list(df["ablation"])
+    y = np.arange(len(df))[::-1].astype(float)
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    height = nrows * (0.9 + 0.2 * len(df))
+    fig = Figure(figsize=(MAX_WIDTH_IN, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(metrics):
+            ax.set_axis_off()
+            continue
+        _, d, label = metrics[k]
+        mid, lo, hi = (np.asarray(df[c], dtype=float) for c in (d, f"{d}_lo", f"{d}_hi"))
+        resolved = (lo > 0) | (hi < 0)
+        for r in (True, False):
+            m = resolved == r
+            ax.errorbar(
+                mid[m], y[m], xerr=np.vstack([mid[m] - lo[m], hi[m] - mid[m]]), fmt="o", ms=4, capsize=2,
+                color="#1f4e99", mfc="#1f4e99" if r else "white", lw=1,
+            )  # fmt: skip
+        ax.axvline(0.0, color="grey", ls="--", lw=1)
+        for i in range(1, len(groups)):  # a faint line between ablation groups
+            if groups[i] != groups[i - 1]:
+                ax.axhline((y[i] + y[i - 1]) / 2, color="#dddddd", lw=0.8)
+        ax.set_xlabel(f"Δ {label}\nvs the default variant", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", color="#eeeeee", lw=0.6)
+    axes[0, 0].set_yticks(y, labels, fontsize=7)
+    axes[0, 0].set_ylim(y.min() - 0.7, y.max() + 0.7)
+    fig.suptitle(
+        "Ablations: paired difference to the default, 95 % interval (filled: excludes 0)", fontsize=9
+    )
+    if stem is not None:
+        _write_png_pdf(fig, stem)
+    return fig
+
+
+def _train_val_pairs(history: Mapping[str, list]) -> list[tuple[str, str, str | None]]:
+    """(label, train key, validation key or None): `val_X` pairs with `X` or `train_X`."""
+    pairs = []
+    for key in history:
+        if key.startswith("val_") or key == "epoch":
+            continue
+        base = key.removeprefix("train_")
+        val = f"val_{base}" if f"val_{base}" in history else None
+        pairs.append((base, key, val))
+    return pairs
+
+
+def _epochs(n: int, n_val: int | None) -> np.ndarray:
+    """x positions in epochs of n train values: one per epoch, or per step when there are more
+    train values than validation ones (steps spread evenly over the epochs)."""
+    if n_val and n > n_val:
+        return np.arange(1, n + 1) * (n_val / n)
+    return np.arange(1, n + 1, dtype=float)
+
+
+def plot_loss_curves(
+    histories, title: str = "", out_stem: str | os.PathLike | None = None, logy: bool = True
+):
+    """Training curves (solid) each with its validation curve (dashed) in the same colour.
+
+    histories: one history (name -> list of per-epoch or per-step values, validation under
+    `val_<name>`, e.g. DiffusionLink.history or PrefixCaptioner.history) or a dict label ->
+    history (several models, one panel each, at most three side by side, MAX_WIDTH_IN wide).
+    out_stem: if given, also writes <stem>.png (200 dpi) and <stem>.pdf. Returns the figure.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stem = _out_stem(out_stem) if out_stem is not None else None
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError(
+            f"histories must be a non-empty dict (a history or label -> history); got {histories!r:.80}"
+        )
+    if all(isinstance(v, Mapping) for v in histories.values()):
+        panels = {str(k): v for k, v in histories.items()}
+    else:
+        panels = {"": histories}
+    for name, h in panels.items():
+        bad = [k for k, v in h.items() if isinstance(v, (str, bytes)) or not hasattr(v, "__len__")]
+        if bad or not h:
+            raise ValueError(
+                f"history {name or '(single)'}: every entry must be a list of numbers; bad: {bad}"
+            )
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    width = min(MAX_WIDTH_IN, 6.0 if ncols == 1 else 3.3 * ncols)
+    fig = Figure(figsize=(width, 3.4 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colours = [f"C{i}" for i in range(10)]
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels):
+            ax.set_axis_off()
+            continue
+        name, h = list(panels.items())[k]
+        for j, (label, tkey, vkey) in enumerate(_train_val_pairs(h)):
+            c = colours[j % len(colours)]
+            train = np.asarray(h[tkey], dtype=float)
+            n_val = len(h[vkey]) if vkey else None
+            lw = 0.8 if n_val and len(train) > n_val else 1.4
+            ax.plot(_epochs(len(train), n_val), train, color=c, lw=lw, label=f"{label} (train)")
+            if vkey:
+                val = np.asarray(h[vkey], dtype=float)
+                ax.plot(
+                    np.arange(1, len(val) + 1),
+                    val,
+                    color=c,
+                    ls="--",
+                    lw=1.4,
+                    marker=".",
+                    label=f"{label} (val)",
+                )
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, ncols=2 if len(h) > 4 else 1)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if stem is not None:
+        _write_png_pdf(fig, stem)
+    return fig

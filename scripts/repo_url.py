@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GITHUB = re.compile(r"^https://github\.com/(?P<slug>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 FIRST_NOTEBOOK = "notebooks/01_data.ipynb"
 SETUP_CELL = """\
-# Colab: clone dlink and install it once (binder/colab_cell.py); elsewhere nothing happens.
-# Binder runs the smoke profile, which fits its 2 GB. The URL: pyproject.toml, via scripts/repo_url.py.
-if "google.colab" in __import__("sys").modules:
-    !test -d /content/dlink || git clone -q --depth 1 {url} /content/dlink
-    %run /content/dlink/binder/colab_cell.py"""
+# Colab: clone REPO (or upload the repository folder as /content/dlink); binder/colab_cell.py installs what Colab lacks. Elsewhere nothing happens (Binder: smoke profile).
+import os, sys; REPO, HOME, COLAB = "{url}", "/content/dlink", "google.colab" in sys.modules  # REPO: scripts/repo_url.py
+if COLAB and not os.path.isdir(HOME) and ("/OWNER/" in REPO or os.system(f"GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 {{REPO}} {{HOME}}")):
+    raise SystemExit(f"[dlink] no repository at {{HOME}}: " + ("REPO is still the OWNER placeholder" if "/OWNER/" in REPO else f"could not clone {{REPO}}") + f"; set REPO to your copy's URL or upload the repository folder as {{HOME}}, then run this cell again")
+if COLAB: exec(open(f"{{HOME}}/binder/colab_cell.py").read(), {{"__name__": "colab_cell"}})"""
 BADGES = {  # README link prefix -> how it is built from "owner/name"
     re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/"): "https://mybinder.org/v2/gh/{slug}/",
     re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/"): (
@@ -71,7 +71,6 @@ def expected_files(root: Path = ROOT, url: str | None = None) -> dict[Path, str]
         nb = json.loads(path.read_text())
         cell = _first_code_cell(nb)
         cell["source"] = SETUP_CELL.format(url=url).splitlines(keepends=True)
-        cell["outputs"], cell["execution_count"] = [], None
         out[path] = _dump(nb)
     readme = root / "README.md"
     text = readme.read_text()

@@ -5,6 +5,7 @@ as JupyterLab would start it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -92,3 +93,40 @@ def test_run_all_sh_installs_the_lab_extra_only_for_lab():
     )
     assert boot.returncode == 2 and "usage: scripts/bootstrap.sh [--lab]" in boot.stderr
     assert "requirements-lab.txt" not in (paths.ROOT / "run_tests.sh").read_text()
+
+
+def test_lab_runs_kernels_over_ipc_with_this_environment_first_on_path():
+    cmd = lab.lab_command([])
+    assert "--KernelManager.transport=ipc" in cmd
+    assert f"--KernelManager.ip={lab.ipc_prefix()}" in cmd and not str(lab.ipc_prefix()).startswith(
+        str(paths.ROOT)
+    )  # the sockets do not land in the project
+    assert lab.lab_env()["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_ipc_kernels_start_without_the_unencrypted_tcp_warning(transport, tmp_path):
+    """What JupyterLab started by lab_command does: an IPC kernel runs code and logs no warning
+    (the TCP case shows that the check sees the warning when it is there)."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport=transport)
+    if transport == "ipc":
+        km.ip = str(tmp_path / "kernel")
+    with open(tmp_path / "stderr.txt", "w") as err:
+        km.start_kernel(stderr=err)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            assert kc.execute_interactive("1 + 1", timeout=60)["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    warned = "without encryption" in (tmp_path / "stderr.txt").read_text()
+    assert warned == (transport == "tcp")
+
+
+def test_lab_extra_brings_ipywidgets_for_progress_bars():
+    text = (paths.ROOT / "requirements-lab.txt").read_text()
+    assert re.search(r"^ipywidgets==", text, re.M) and re.search(r"^jupyterlab==", text, re.M)

@@ -89,7 +89,14 @@ def test_licence_and_citation():
     assert cff["version"] == PYPROJECT["project"]["version"]
     paper = cff["preferred-citation"]
     assert paper["title"].startswith("Diffusion-Link: Diffusion Probabilistic Model for Bridging")
-    assert [a["family-names"] for a in paper["authors"]] == ["Lee", "Choi", "Chung", "Heo", "Nam"]
+    # the paper's order on arXiv, and the authors' own code
+    assert [f"{a['given-names']} {a['family-names']}" for a in paper["authors"]] == [
+        "KiHyun Nam", "Jongmin Choi", "Hyeongkeun Lee", "Jungwoo Heo", "Joon Son Chung"
+    ]  # fmt: skip
+    assert paper["repository-code"] == "https://github.com/DevKiHyun/Diffusion-Link"
+    readme = (ROOT / "README.md").read_text()
+    assert "KiHyun Nam, Jongmin Choi, Hyeongkeun Lee, Jungwoo Heo" in readme.replace("\n", " ")
+    assert "https://github.com/DevKiHyun/Diffusion-Link" in readme
     assert "2510.11330" in paper["url"] and paper["year"] == 2025
     assert all(a.get("name") or a.get("family-names") for a in cff["authors"])
 
@@ -202,19 +209,64 @@ def colab():
     return runpy.run_path(str(ROOT / "binder" / "colab_cell.py"))  # google.colab absent: defines only
 
 
-def test_colab_installs_the_runtime_set_without_colab_owned_packages(colab):
-    lines = colab["colab_requirements"]((ROOT / "requirements.txt").read_text())
-    names = {Requirement(ln).name.lower() for ln in lines}
-    runtime = set(_pins("requirements.txt"))
-    assert names == runtime - {"torch", "ipykernel", "papermill", "nbclient", "nbformat"}
-    assert not names & {"pytest", "nbval", "ruff", "tornado", "jupyter-client", "jupyterlab"}
-    # Colab's own torch, kernel and Jupyter stack are held at their installed versions
-    held = colab["held_constraints"](
-        lambda name: {"torch": "2.8.0+cu126", "tornado": "6.4.2"}.get(name) or _absent()
+def test_colab_installs_only_what_it_lacks_and_holds_everything_installed(colab):
+    installed = {
+        "numpy": "2.0.2",
+        "pandas": "2.2.2",
+        "torch": "2.8.0+cu126",
+        "tornado": "6.4.2",
+        "google-colab": "1.0.0",
+    }
+    ranges = PYPROJECT["project"]["dependencies"]
+    lacking = colab["colab_requirements"](ranges, installed)
+    names = {Requirement(r).name.lower() for r in lacking}
+    assert names == {Requirement(r).name.lower() for r in ranges} - {
+        "numpy",
+        "pandas",
+        "torch",
+        "tornado",
+    } - {"ipykernel", "papermill", "nbclient", "nbformat"}
+    assert all(Requirement(r).specifier for r in lacking)  # ranges, not the exact pins
+    # every installed distribution is held: pip fails rather than replace numpy, pandas, torch, ...
+    assert colab["held_constraints"](installed) == [
+        "google-colab==1.0.0", "numpy==2.0.2", "pandas==2.2.2", "torch==2.8.0+cu126", "tornado==6.4.2"
+    ]  # fmt: skip
+    assert colab["pin_differences"](["numpy==2.4.6", "torch==2.8.0"], installed) == [
+        "numpy 2.0.2 (tested 2.4.6)"
+    ]
+    # a restart only when a package that was imported changed
+    after = {**installed, "umap-learn": "0.5.12"}
+    assert colab["changed_imports"](installed, after, {"numpy", "pandas"}) == []
+    assert colab["changed_imports"](installed, {**after, "numpy": "2.4.6"}, {"numpy"}) == ["numpy"]
+    assert colab["changed_imports"](installed, {**after, "numpy": "2.4.6"}, {"pandas"}) == []
+
+
+def test_colab_cell_reports_the_placeholder_and_an_uploaded_copy(colab, monkeypatch, tmp_path):
+    import nbformat
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    cell = next(
+        c
+        for c in nbformat.read(str(ROOT / "notebooks" / "01_data.ipynb"), as_version=4).cells
+        if c.cell_type == "code"
     )
-    assert held == ["torch==2.8.0+cu126", "tornado==6.4.2"]
-    for name in ("torch", "ipykernel", "tornado", "jupyter-client", "jupyter-core", "ipython", "pyzmq"):
-        assert name in colab["HELD"]
+    code = TransformerManager().transform_cell(cell.source)
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    if not os.path.isdir(
+        "/content/dlink"
+    ):  # the placeholder URL is never cloned; the reader is told what to do
+        with pytest.raises(SystemExit, match="OWNER placeholder.*upload the repository folder"):
+            exec(
+                compile(
+                    code.replace(
+                        PYPROJECT["project"]["urls"]["Repository"], "https://github.com/OWNER/dlink"
+                    ),
+                    "cell",
+                    "exec",
+                ),
+                {},
+            )
+    assert "uploaded copy" in colab["_source"](tmp_path)
 
 
 def _absent():
@@ -229,6 +281,10 @@ def test_binder_runs_the_smoke_profile_and_apt_names_are_known(colab):
     assert start.rstrip().endswith('exec "$@"')
     apt = (ROOT / "binder" / "apt.txt").read_text().split()
     assert set(apt) == set(colab["APT_ROLE"]), "every apt package needs a line saying what it is for"
+    # Binder keeps the server's Jupyter packages: environment.yml installs no pip packages, postBuild
+    # installs requirements.txt without them, holding them at the server's versions
     env = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
-    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
-    assert "-r ../requirements.txt" in pip and not any("dev" in p or "lab" in p for p in pip)
+    assert not any(isinstance(d, dict) for d in env["dependencies"])
+    assert "python binder/colab_cell.py --binder" in (ROOT / "binder" / "postBuild").read_text()
+    for name in ("ipykernel", "jupyter-client", "tornado", "jupyter-server"):
+        assert name in colab["BINDER_HELD"]

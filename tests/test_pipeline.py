@@ -13,10 +13,12 @@ import pytest
 
 from dlink import paths
 from dlink.pipeline import (
+    PUBLISHED_KEY,
     NotebookFailed,
     main,
     notebook_parameters,
     parse_value,
+    publish,
     run_pipeline,
     strip_outputs,
 )
@@ -189,6 +191,81 @@ def test_strip_keeps_only_strict_outputs(tmp_path):
     assert cells[0].outputs == [] and cells[1].outputs[0]["text"] == "2\n"
 
 
+def _executed_copy(source: Path, run_dir: Path) -> Path:
+    """What papermill writes: an injected-parameters cell after `parameters`, outputs (text, a PNG,
+    a widget view), execution counts from a long session and papermill metadata."""
+    nb = nbformat.read(str(source), as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    injected = nbformat.v4.new_code_cell('profile = "default"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(at + 1, injected)
+    for n, c in enumerate(nb.cells, 40):
+        if c.cell_type == "code":
+            c.execution_count = n
+            c.metadata["papermill"] = {"duration": 1.5}
+            c.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+            c.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"cell {n}\n")]
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    nb.cells[-1].outputs.append(
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
+    )
+    nb.cells[-1].outputs.append(
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "bar"},
+        )
+    )
+    nb.metadata["papermill"] = {"parameters": {"profile": "default"}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(run_dir / source.name))
+    return run_dir / source.name
+
+
+def test_publish_keeps_sources_and_outputs_and_passes_nbval(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    src = _nb(nbs / "01_a.ipynb", [], "profile = None\n")
+    nb = nbformat.read(str(src), as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells += [nbformat.v4.new_markdown_cell("**What we see**"), nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, str(src))
+    sources_before = [(c.cell_type, c.source) for c in nb.cells]
+    _executed_copy(src, tmp_path / "runs" / "default")
+
+    assert [p.name for p in publish("default", tmp_path / "runs", nbs)] == ["01_a.ipynb"]
+    out = nbformat.read(str(src), as_version=4)
+    assert [(c.cell_type, c.source) for c in out.cells] == sources_before  # no injected cell
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    assert all(c.outputs for c in code) and "papermill" not in out.metadata
+    assert not any("papermill" in c.metadata or "execution" in c.metadata for c in code)
+    last = code[-1].outputs
+    assert last[1]["data"]["image/png"].startswith("iVBOR")
+    assert "application/vnd.jupyter.widget-view+json" not in last[2]["data"]
+    assert out.metadata[PUBLISHED_KEY]["profile"] == "default"
+    assert publish("default", tmp_path / "runs", nbs) == []  # idempotent
+    assert "NBVAL_CHECK_OUTPUT" not in src.read_text()
+    # the committed notebook passes the lax nbval check although its outputs differ from a rerun
+    r = _nbval(src, tmp_path)
+    assert r.returncode == 0 and "passed" in r.stdout, r.stdout + r.stderr
+
+    # a run whose cells differ from the sources is refused, and nothing is written
+    nb.cells[-1].source = "print(43)"
+    nbformat.write(nb, str(src))
+    text = src.read_text()
+    with pytest.raises(ValueError, match="does not match"):
+        publish("default", tmp_path / "runs", nbs)
+    assert src.read_text() == text
+    assert main(["publish", "--runs", str(tmp_path / "none"), "--notebooks", str(nbs)]) == 2
+
+
+@pytest.mark.parametrize("cmd", ["strip", "publish"])
+def test_subcommand_help_is_help_not_a_traceback(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and f"dlink.pipeline {cmd}" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- nbval
 
 
@@ -276,8 +353,25 @@ def test_lead_notebooks_follow_the_contract():
         assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
             f"{path.name}: kernelspec must be python3"
         )
+        # outputs come only from `publish` (it marks the notebook) or are NBVAL_CHECK_OUTPUT's
+        published = PUBLISHED_KEY in nb.metadata
+        assert "papermill" not in nb.metadata, f"{path.name}: papermill metadata; publish or strip it"
         for i, c in enumerate(nb.cells, 1):
             if c.cell_type == "code" and c.outputs and "NBVAL_CHECK_OUTPUT" not in c.source:
-                raise AssertionError(
-                    f"{path.name} cell {i} has committed outputs; run python -m dlink.pipeline strip {path}"
+                assert published, (
+                    f"{path.name} cell {i} has outputs not written by publish; run "
+                    f"python -m dlink.pipeline publish (after a default run) or strip {path}"
                 )
+            assert "injected-parameters" not in c.metadata.get("tags", []), f"{path.name} cell {i}"
+
+
+def test_published_streams_show_progress_bars_in_their_final_state():
+    from dlink.pipeline import _published_outputs
+
+    outs = [
+        nbformat.v4.new_output("stream", name="stderr", text="bar  10%\rbar  50%\r"),
+        nbformat.v4.new_output("stream", name="stderr", text="bar 100%\ndone\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="x\n"),
+    ]
+    got = _published_outputs(outs)
+    assert [o["text"] for o in got] == ["bar 100%\ndone\n", "x\n"]

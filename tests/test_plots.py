@@ -118,3 +118,79 @@ def test_plot_gains_draws_each_row_with_its_interval_and_says_when_there_is_none
     assert fig.get_size_inches()[0] <= 10
     empty = plot_gains([{"decoder": "generative", "method": "identity"}])
     assert "no generative row" in empty.axes[0].texts[0].get_text()
+# ---------------------------------------------------------------- ablations, loss curves, sizes
+
+
+def _ablations_table(n_groups=3):
+    import pandas as pd
+
+    rows = []
+    for g in range(n_groups):
+        for v, shift in (("default", 0.0), ("other", 0.05 * (g + 1))):
+            row = {"ablation": f"group {g}", "value": v, "centroid_distance": 0.2 + shift}
+            for d in ("d_centroid", "d_R1", "d_CIDEr-D"):
+                row.update({d: shift, f"{d}_lo": shift - 0.01 - 0.1 * (g == 0), f"{d}_hi": shift + 0.01})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_ablations_are_a_narrow_grid_with_every_interval(tmp_path):
+    from dlink.plots import MAX_WIDTH_IN, plot_ablations
+
+    df = _ablations_table()
+    fig = plot_ablations(df, tmp_path / "abl")
+    assert fig.get_size_inches()[0] <= MAX_WIDTH_IN
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 3  # one per metric, side by side
+    for ax in panels:
+        # every variant's interval is drawn: error-bar segments span exactly [lo, hi]
+        segs = [s for c in ax.collections for s in c.get_segments()]
+        spans = sorted((round(s[:, 0].min(), 6), round(s[:, 0].max(), 6)) for s in segs)
+        want = sorted(
+            (round(lo, 6), round(hi, 6)) for lo, hi in zip(df["d_R1_lo"], df["d_R1_hi"], strict=True)
+        )
+        assert spans == want
+        assert ax.get_xlabel().startswith("Δ")
+    assert [t.get_text() for t in panels[0].get_yticklabels()][0] == "group 0: default"
+    assert (tmp_path / "abl.png").is_file() and (tmp_path / "abl.pdf").is_file()
+    with pytest.raises(ValueError, match="d_R1_lo"):
+        plot_ablations(df.drop(columns="d_R1_lo"))
+
+
+def test_loss_curves_pair_train_and_validation_by_colour():
+    from dlink.plots import plot_loss_curves
+
+    h = {"total": [3.0, 2.0, 1.0], "val_total": [3.5, 2.5, 1.5], "topo": [0.3, 0.2, 0.1]}
+    cap = {"train_loss": list(np.linspace(3, 1, 12)), "val_loss": [2.5, 2.0, 1.6]}
+    fig = plot_loss_curves({"bridge": h, "captioner": cap})
+    ax_b, ax_c = [ax for ax in fig.axes if ax.axison]
+    lines = {ln.get_label(): ln for ln in ax_b.get_lines()}
+    assert lines["total (train)"].get_color() == lines["total (val)"].get_color()
+    assert lines["total (train)"].get_color() != lines["topo (train)"].get_color()
+    assert lines["total (train)"].get_linestyle() == "-" and lines["total (val)"].get_linestyle() == "--"
+    assert ax_b.get_xlabel() == "epoch" and ax_b.get_ylabel() == "loss"
+    # 12 steps over 3 epochs: the per-step curve ends at epoch 3, where the last validation point is
+    train = {ln.get_label(): ln for ln in ax_c.get_lines()}["loss (train)"]
+    assert train.get_xdata()[-1] == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="histories"):
+        plot_loss_curves({})
+
+
+def _png_width_in(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        dpi = im.info.get("dpi", (200, 200))[0]  # save_figure and _write_png_pdf write pHYs
+        return im.size[0] / dpi
+
+
+@pytest.mark.parametrize(
+    "png", sorted((__import__("dlink").paths.FIGURES).glob("*.png")), ids=lambda p: p.name
+)
+def test_committed_figures_fit_notebook_width(png):
+    from dlink.plots import MAX_WIDTH_IN
+
+    width = _png_width_in(png)
+    assert width <= MAX_WIDTH_IN + 0.01, (
+        f"{png.name} is {width:.1f} in wide (> {MAX_WIDTH_IN}); redraw it with dlink.plots' functions"
+    )
