@@ -344,13 +344,31 @@ def _check_replaceable(folder: Path) -> None:
     audio = folder / "audio"
     foreign = sorted(names - _BUILT)
     if audio.is_dir():
-        foreign += [f"audio/{p.name}" for p in audio.iterdir() if p.suffix != ".wav" or not p.is_file()]
+        listed = _listed_audio(folder)
+        foreign += [f"audio/{p.name}" for p in sorted(audio.iterdir()) if p.name not in listed or not p.is_file()]
     if not ours or foreign:
         why = f"it holds files the builder did not write: {foreign[:5]}" if ours else f"it has no {_MARKER}"
         raise FileExistsError(
             f"refusing to replace {folder}: {why}, so it was not made by build_embedded_dataset and "
             f"its contents would be lost. Pass an empty or new folder as root=, or move the files away."
         )
+
+
+def _listed_audio(folder: Path) -> set[str]:
+    """Names of the audio files that the build's own manifests list (what the builder may delete):
+    a .wav a user put into audio/ is not in them, even one named like a scene."""
+    listed = set()
+    for split in SPLITS:
+        f = folder / f"{split}.csv"
+        if not f.is_file():
+            continue
+        try:
+            rows = pd.read_csv(f, dtype=str, keep_default_na=False)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+            continue  # a damaged manifest vouches for nothing
+        if "audio" in rows.columns:
+            listed.update(Path(a).name for a in rows["audio"] if a.startswith("audio/") and a.count("/") == 1)
+    return listed
 
 
 def _is_build_json(path: Path) -> bool:
@@ -461,6 +479,9 @@ def _build(size: str, seed: int, folder: Path, workers: int) -> None:
             rows.append(_scene_row(sid, scene, scene_captions(scene, rng)))
             scenes.append((sid, scene))
         manifests[split] = _csv_text(rows)
+    # the manifests go in before the audio: they list every file a later build may delete here
+    for split, text in manifests.items():
+        atomic_write_text(tmp / f"{split}.csv", text)
     _WORK.update(audio=audio, scenes=scenes)
     jobs = [(str(tmp), i) for i in range(len(scenes))]
     try:
@@ -479,8 +500,6 @@ def _build(size: str, seed: int, folder: Path, workers: int) -> None:
                 _render_write(j)
     finally:
         _WORK.clear()
-    for split, text in manifests.items():
-        atomic_write_text(tmp / f"{split}.csv", text)
     write_json(
         tmp / "build.json",
         {

@@ -302,3 +302,18 @@ def test_a_bad_catalogue_row_is_named(tmp_path, monkeypatch):
     (tmp_path / "sounds.csv").write_text(labels.replace("cow,event,", "cow,noise,"))
     with pytest.raises(ValueError, match="sounds.csv line 3"):
         sounds.load_labels()
+
+
+def test_force_rebuild_deletes_only_the_files_its_manifests_list(tmp_path):
+    root = data.build_embedded_dataset("smoke", root=tmp_path / "ds", workers=1)
+    # a user's recordings dropped into audio/: .wav files, one even named like a scene
+    (root / "audio" / "my_field_recording.wav").write_bytes(b"RIFF user data")
+    (root / "audio" / "train_99999.wav").write_bytes(b"RIFF user data")
+    with pytest.raises(FileExistsError, match=r"audio/my_field_recording\.wav.*audio/train_99999\.wav"):
+        data.build_embedded_dataset("smoke", root=root, force=True, workers=1)
+    assert (root / "audio" / "my_field_recording.wav").read_bytes() == b"RIFF user data"
+    assert (root / "audio" / "train_99999.wav").is_file() and data._is_complete(root) is False
+    for name in ("my_field_recording.wav", "train_99999.wav"):
+        (root / "audio" / name).unlink()
+    assert data.build_embedded_dataset("smoke", root=root, force=True, workers=1) == root
+    assert data._is_complete(root)
