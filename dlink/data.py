@@ -345,7 +345,9 @@ def _check_replaceable(folder: Path) -> None:
     foreign = sorted(names - _BUILT)
     if audio.is_dir():
         listed = _listed_audio(folder)
-        foreign += [f"audio/{p.name}" for p in sorted(audio.iterdir()) if p.name not in listed or not p.is_file()]
+        foreign += [
+            f"audio/{p.name}" for p in sorted(audio.iterdir()) if p.name not in listed or not p.is_file()
+        ]
     if not ours or foreign:
         why = f"it holds files the builder did not write: {foreign[:5]}" if ours else f"it has no {_MARKER}"
         raise FileExistsError(
