@@ -184,8 +184,10 @@ def test_audiocaps_loader_on_fixture(tmp_path):
     _tone(base / "audio_32000Hz" / "train" / "abc_30.flac")
     _tone(base / "audio_32000Hz" / "train" / "xyz_0.flac")
     _tone(base / "audio_32000Hz" / "val" / "val1_20.flac")
-    df = data.load_split("train", dataset="audiocaps", root=tmp_path)
-    assert list(df["id"]) == ["abc_30", "xyz_0"]  # the clip without audio is skipped
+    with pytest.warns(UserWarning, match="skipping 1 of 3 clips"):
+        df = data.load_split("train", dataset="audiocaps", root=tmp_path, max_missing=0.5)
+    assert list(df["id"]) == ["abc_30", "xyz_0"]  # the clip without audio is skipped, with a word
+    assert df.attrs["skipped"][0]["id"] == "gone_10"
     assert list(df["captions"]) == [["A dog barks"], ["Rain falls"]]
     assert data.load_audio(df["audio"][0], 32000).shape == (32000,)
     val = data.load_split("val", dataset="audiocaps", root=tmp_path)
