@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,16 +208,26 @@ class Params:
         )
 
 
-def _online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
-    """True when the model hub can be reached (so laion_clap can download its default weights)."""
+def _online(host: str | None = None, timeout: float = 3.0) -> bool:
+    """True when the model hub can be reached (so laion_clap can download its default weights).
+
+    An HTTPS request through urllib, so HTTPS_PROXY / https_proxy / NO_PROXY are honoured as the hub
+    library honours them (a raw socket fails behind a proxy); HF_ENDPOINT names a mirror. Any HTTP
+    answer from the hub, even an error status, means it is reachable."""
+    import urllib.error
+    import urllib.request
+
     if any(
         os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "DLINK_OFFLINE")
     ):
         return False
+    url = f"https://{host}" if host else os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # URLError, a refused tunnel, a timeout, a malformed HF_ENDPOINT
         return False
 
 
