@@ -41,6 +41,8 @@ def run_key(P) -> str:
     data = P.dataset if P.dataset != "embedded" else f"embedded-{P.profile.dataset_size}"
     if P.data_root is not None:
         data += "-" + _short(str(Path(P.data_root).resolve()))
+    if getattr(P, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
+        data += "-" + P.audiocaps_version
     enc = P.encoder if P.encoder != "embedded" else f"embedded-e{P.profile.clap_epochs}"
     if P.clap_ckpt is not None:
         enc += "-" + _short(str(Path(P.clap_ckpt).resolve()))
@@ -78,7 +80,11 @@ def splits(P) -> dict:
         data.build_embedded_dataset(P.profile.dataset_size, seed=0)
         out = {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
     else:
-        out = {s: data.load_split(s, dataset=P.dataset, root=P.data_root) for s in SPLITS}
+        version = getattr(P, "audiocaps_version", None)
+        out = {
+            s: data.load_split(s, dataset=P.dataset, root=P.data_root, audiocaps_version=version)
+            for s in SPLITS
+        }
         _write_skipped(results_dir(P) / f"skipped_audio_{P.dataset}.csv", out)
     n_enc = _n_encoder_scenes(P, len(out["train"]))
     out["enc"] = out["train"].iloc[:n_enc].reset_index(drop=True)

@@ -168,6 +168,7 @@ class Params:
     clap_tokenizer: Path | None = None
     clap_amodel: str = "HTSAT-tiny"
     clap_fusion: bool = False
+    audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
 
     @property
     def laion_options(self) -> dict[str, Any]:
@@ -198,6 +199,7 @@ class Params:
             "clap_tokenizer": None if self.clap_tokenizer is None else str(self.clap_tokenizer),
             "clap_amodel": self.clap_amodel,
             "clap_fusion": self.clap_fusion,
+            "audiocaps_version": self.audiocaps_version,
         }
 
     def __str__(self) -> str:
@@ -404,6 +406,7 @@ def resolve_params(
     clap_tokenizer: str | os.PathLike | None = None,
     clap_amodel: str = "HTSAT-tiny",
     clap_fusion: bool = False,
+    audiocaps_version: str | None = None,
     **unknown: Any,
 ) -> Params:
     """Validate a notebook's parameters all at once and return them with the profile.
@@ -418,7 +421,7 @@ def resolve_params(
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion"
+            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version"
         )
     try:
         prof = get_profile(profile)
@@ -427,6 +430,11 @@ def resolve_params(
         prof = PROFILES["default"]  # keep going so every other problem is reported too
 
     root = _check_dataset(dataset, data_root, errors)
+    if audiocaps_version is not None and (audiocaps_version not in ("v1", "v2") or dataset != "audiocaps"):
+        errors.append(
+            f"audiocaps_version={audiocaps_version!r}: expected 'v1' (AudioCaps 1) or 'v2' (AudioCaps 2.0), "
+            "with dataset='audiocaps' only (None = v1)"
+        )
     ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
     lm_value = _check_lm(lm, errors)
 
@@ -448,6 +456,7 @@ def resolve_params(
         clap_tokenizer=tok,
         clap_amodel=clap_amodel,
         clap_fusion=clap_fusion,
+        audiocaps_version=audiocaps_version,
     )
 
 
