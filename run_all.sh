@@ -13,6 +13,10 @@ set -euo pipefail
 # relative paths in -p values are the user's: dlink.pipeline resolves them against this folder
 export DLINK_USER_CWD="$PWD"
 cd "$(dirname "$0")"
+# this checkout's dlink, also where the venv's editable install points at another checkout (a copy);
+# dlink.pipeline refuses to run if it would still write elsewhere
+export DLINK_CHECKOUT="$(pwd -P)"
+export PYTHONPATH="$DLINK_CHECKOUT${PYTHONPATH:+:$PYTHONPATH}"
 
 # the Debian sound packages only build the embedded dataset: not needed for AudioCaps / Clotho
 args=" $* "

@@ -22,9 +22,11 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from .sounds import LABELS, Clip, scan_sources, scene_captions
 SAMPLE_RATE = 32000
 SIZES = {"default": (3000, 300, 300), "smoke": (96, 24, 32)}  # train, val, test scenes
 SPLITS = ("train", "val", "test")
+MAX_MISSING = 0.2  # share of a split's clips whose audio may be missing or unreadable before loading stops
 MIN_SECONDS = 0.1  # below this an input clip is not a sound; encoders pad longer short clips themselves
 _MIN_CLIP = 0.03  # source clips: a single recorded footstep can be 0.1 s
 _VERSION = 2  # bump when the recipe changes, so old builds are not reused
@@ -67,7 +70,35 @@ def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
             f"cannot decode audio file {path} ({e}); re-encode it as wav/flac/ogg, e.g. "
             f"`ffmpeg -i {path.name} -ac 1 -ar {sr} out.wav`"
         ) from e
+    declared = _wav_declared_frames(path)
+    if declared is not None and declared > x.shape[0]:
+        warnings.warn(
+            f"audio file {path} is truncated: its header declares {declared / file_sr:.2f} s, the file "
+            f"holds {x.shape[0] / file_sr:.2f} s; it is used as the shorter clip (re-download or re-export it)",
+            stacklevel=2,
+        )
     return _check_and_resample(x.mean(axis=1), file_sr, sr, str(path))
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header declares (data chunk size / block align), None for other files.
+    libsndfile reads a truncated WAV as a shorter one without a word; this lets load_audio say so."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block = None
+        while len(chunk := f.read(8)) == 8:
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = f.read(size + size % 2)
+                block = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+            elif cid == b"data":
+                # 0 or 0xFFFFFFFF: a streamed header that never learnt its size
+                return size // block if block and 0 < size < 0xFFFFFFFF else None
+            else:
+                f.seek(size + size % 2, 1)
+    return None
 
 
 def _check_and_resample(
@@ -387,13 +418,33 @@ def _check_replaceable(folder: Path) -> None:
     audio = folder / "audio"
     foreign = sorted(names - _BUILT)
     if audio.is_dir():
-        foreign += [f"audio/{p.name}" for p in audio.iterdir() if p.suffix != ".wav" or not p.is_file()]
+        listed = _listed_audio(folder)
+        foreign += [
+            f"audio/{p.name}" for p in sorted(audio.iterdir()) if p.name not in listed or not p.is_file()
+        ]
     if not ours or foreign:
         why = f"it holds files the builder did not write: {foreign[:5]}" if ours else f"it has no {_MARKER}"
         raise FileExistsError(
             f"refusing to replace {folder}: {why}, so it was not made by build_embedded_dataset and "
             f"its contents would be lost. Pass an empty or new folder as root=, or move the files away."
         )
+
+
+def _listed_audio(folder: Path) -> set[str]:
+    """Names of the audio files that the build's own manifests list (what the builder may delete):
+    a .wav a user put into audio/ is not in them, even one named like a scene."""
+    listed = set()
+    for split in SPLITS:
+        f = folder / f"{split}.csv"
+        if not f.is_file():
+            continue
+        try:
+            rows = pd.read_csv(f, dtype=str, keep_default_na=False)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+            continue  # a damaged manifest vouches for nothing
+        if "audio" in rows.columns:
+            listed.update(Path(a).name for a in rows["audio"] if a.startswith("audio/") and a.count("/") == 1)
+    return listed
 
 
 def _is_build_json(path: Path) -> bool:
@@ -504,6 +555,9 @@ def _build(size: str, seed: int, folder: Path, workers: int, planned: dict, t0: 
         "written by dlink.data.build_embedded_dataset, which may replace this folder\n"
     )
     (tmp / "audio").mkdir()
+    # the manifests go in before the audio: they list every file a later build may delete here
+    for split, text in manifests.items():
+        atomic_write_text(tmp / f"{split}.csv", text)
     _WORK.update(audio=audio, scenes=scenes)
     jobs = [(str(tmp), i) for i in range(len(scenes))]
     try:
@@ -522,8 +576,6 @@ def _build(size: str, seed: int, folder: Path, workers: int, planned: dict, t0: 
                 _render_write(j)
     finally:
         _WORK.clear()
-    for split, text in manifests.items():
-        atomic_write_text(tmp / f"{split}.csv", text)
     write_json(
         tmp / "build.json",
         {
@@ -543,7 +595,13 @@ def _build(size: str, seed: int, folder: Path, workers: int, planned: dict, t0: 
 
 # ------------------------------------------------------------------ loaders
 def load_split(
-    split: str, dataset: str = "embedded", size: str = "default", seed: int = 0, root=None
+    split: str,
+    dataset: str = "embedded",
+    size: str = "default",
+    seed: int = 0,
+    root=None,
+    audiocaps_version: str | None = None,
+    max_missing: float = MAX_MISSING,
 ) -> pd.DataFrame:
     """One split as a DataFrame: `id` (str), `audio` (absolute path), `captions` (list[str]).
 
@@ -551,7 +609,12 @@ def load_split(
     5 captions per scene, plus the composition columns.
     dataset="audiocaps" | "clotho": `root` holds the layout written by the aac-datasets package
     (AUDIOCAPS/... or CLOTHO_v2.1/...); split is train | val | test (Clotho: dev | val | eval).
-    Audio files named in the CSV but absent on disk are skipped, as aac-datasets does.
+    AudioCaps: `audiocaps_version` "v1" | "v2" picks the captions when both are there (None: v1,
+    with a warning); audio may also be audio_<sr>Hz/<split>/ or audio/<split>/ with files
+    <ytid>_<start>, Y<ytid> or <ytid> (.flac / .wav). Clotho: also the DCASE layout (see
+    `_clotho_paths`). A file name that leaves `root` is an error. Clips whose audio is absent are
+    skipped with a warning and listed in `df.attrs["skipped"]`; more than `max_missing` (a share of
+    the split) stops with ValueError.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {SPLITS}")
@@ -569,7 +632,7 @@ def load_split(
         df["events"] = df["events"].map(json.loads)
         return df
     if dataset in ("audiocaps", "clotho"):
-        return _load_aac(split, dataset, root)
+        return _load_aac(split, dataset, root, audiocaps_version, max_missing)
     raise ValueError(f"dataset={dataset!r}: expected 'embedded', 'audiocaps' or 'clotho'")
 
 
@@ -617,18 +680,93 @@ def _read_caption_csv(csv_path: Path, need: list[str]) -> pd.DataFrame:
     return df
 
 
-def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
+def _aac_row_path(folder: Path, name: str, csv_path: Path, row: int, field: str, root: Path) -> Path:
+    """`folder / name` for a file named in a caption CSV, refused unless it stays inside data_root:
+    an absolute name or one with `..` would load a file the dataset does not hold."""
+    p = Path(os.path.normpath(folder / name))
+    if Path(name).is_absolute() or not p.is_relative_to(root) or ".." in Path(name).parts:
+        raise ValueError(
+            f"{csv_path}, data row {row + 1}: {field} {name!r} points outside data_root {root}; a caption "
+            "CSV may only name files inside its dataset folder (fix or drop that row)"
+        )
+    return p
+
+
+def _audiocaps_csv(base: Path, split: str, version: str | None) -> Path:
+    """The caption CSV of `split` for AudioCaps `version` (v1 | v2 | None: v1 if present, else v2, else
+    the older flat layout; a warning names the choice when both versions are there)."""
+    if version not in (None, "v1", "v2"):
+        raise ValueError(
+            f"audiocaps_version={version!r}: expected 'v1' (AudioCaps 1), 'v2' (AudioCaps 2.0) or None"
+        )
+    v1, v2, flat = (
+        base / "csv_files_v1" / f"{split}.csv",
+        base / "csv_files_v2" / f"{split}.csv",
+        base / f"{split}.csv",
+    )
+    if version == "v1":
+        return v1 if v1.is_file() or not flat.is_file() else flat  # the flat layout holds AudioCaps 1
+    if version == "v2":
+        return v2
+    if v1.is_file() and v2.is_file():
+        warnings.warn(
+            f"{base} holds AudioCaps 1 and 2.0 captions; using AudioCaps 1 (csv_files_v1). Pass "
+            "audiocaps_version='v2' for AudioCaps 2.0, or 'v1' to silence this",
+            stacklevel=3,
+        )
+    return next((c for c in (v1, v2, flat) if c.is_file()), v1)
+
+
+_AUDIO_EXTS = (".flac", ".wav")
+
+
+def _audiocaps_audio_dir(base: Path, split: str) -> Path:
+    """AUDIOCAPS/audio_32000Hz/<split> (aac-datasets), else another audio_<sr>Hz/<split>, else
+    audio/<split> (common mirrors); the first that exists."""
+    other = sorted(base.glob(f"audio_*Hz/{split}"))
+    cands = [base / "audio_32000Hz" / split, *other, base / "audio" / split]
+    return next((c for c in cands if c.is_dir()), cands[0])
+
+
+def _audiocaps_audio(audio_dir: Path, present: set[str], yid: str, start: int) -> str:
+    """The file of one clip: <ytid>_<start>, Y<ytid> (AudioSet naming) or <ytid>, as .flac or .wav."""
+    for stem in (f"{yid}_{start}", f"Y{yid}", yid):
+        for ext in _AUDIO_EXTS:
+            if stem + ext in present:
+                return str(audio_dir / (stem + ext))
+    return str(audio_dir / f"{yid}_{start}.flac")
+
+
+def _clotho_paths(root: Path, split: str) -> tuple[Path, Path]:
+    """(caption CSV, audio folder): the aac-datasets layout CLOTHO_v2.1/clotho_csv_files/... and
+    CLOTHO_v2.1/clotho_audio_files/<subset>/, or the DCASE one with the same folders directly in
+    data_root, or the Zenodo files clotho_captions_<subset>.csv beside an extracted <subset>/ folder."""
+    subset = _CLOTHO_DIRS[split]
+    name = f"clotho_captions_{subset}.csv"
+    for base in (root / "CLOTHO_v2.1", root):
+        for csv_path, audio in (
+            (base / "clotho_csv_files" / name, base / "clotho_audio_files" / subset),
+            (base / name, base / subset),
+        ):
+            if csv_path.is_file() and audio.is_dir():
+                return csv_path, audio
+    base = root / "CLOTHO_v2.1"
+    return base / "clotho_csv_files" / name, base / "clotho_audio_files" / subset
+
+
+def _load_aac(
+    split: str, dataset: str, root, audiocaps_version: str | None = None, max_missing: float = MAX_MISSING
+) -> pd.DataFrame:
     if root is None:
         raise ValueError(f"dataset={dataset!r} needs root=<folder given to aac-datasets-download>")
-    root = Path(root).expanduser().resolve()
+    root = Path(os.path.abspath(Path(root).expanduser()))
     if not root.is_dir():
         raise _aac_missing(root, dataset, split, root)
     rows = []
     if dataset == "audiocaps":
         base = root / "AUDIOCAPS"
-        cands = [base / d / f"{split}.csv" for d in _AUDIOCAPS_CSV_DIRS]
-        csv_path = next((c for c in cands if c.is_file()), cands[0])
-        audio_dir = base / "audio_32000Hz" / split
+        csv_path = _audiocaps_csv(base, split, audiocaps_version)
+        audio_dir = _audiocaps_audio_dir(base, split)
         for p in (csv_path, audio_dir):
             if not p.exists():
                 raise _aac_missing(p, dataset, split, root)
@@ -639,48 +777,86 @@ def _load_aac(split: str, dataset: str, root) -> pd.DataFrame:
             raise ValueError(
                 f"{csv_path}, data row {i + 1}: start_time {df['start_time'].iat[i]!r} is not a number of seconds"
             )
+        for i, yid in enumerate(df["youtube_id"]):
+            if not yid or _aac_row_path(audio_dir, yid, csv_path, i, "youtube_id", root).parent != audio_dir:
+                raise ValueError(f"{csv_path}, data row {i + 1}: youtube_id {yid!r} is not a video id")
         df["id"] = df["youtube_id"] + "_" + start.astype(int).astype(str)
+        present = {p.name for p in audio_dir.iterdir()}
         for sid, g in df.groupby("id", sort=False):  # one row per caption -> one row per clip
+            yid, t = g["youtube_id"].iat[0], int(sid.rsplit("_", 1)[1])
             rows.append(
                 {
                     "id": sid,
-                    "youtube_id": g["youtube_id"].iat[0],
-                    "start_time": int(sid.rsplit("_", 1)[1]),
+                    "youtube_id": yid,
+                    "start_time": t,
                     "captions": list(g["caption"]),
+                    "audio": _audiocaps_audio(audio_dir, present, yid, t),
                 }
             )
-        for r in rows:
-            cands = [audio_dir / f"{r['id']}.{ext}" for ext in ("flac", "wav")]
-            r["audio"] = str(next((c for c in cands if c.is_file()), cands[0]))
     else:
-        base = root / "CLOTHO_v2.1"
-        csv_path = base / "clotho_csv_files" / f"clotho_captions_{_CLOTHO_DIRS[split]}.csv"
-        audio_dir = base / "clotho_audio_files" / _CLOTHO_DIRS[split]
+        csv_path, audio_dir = _clotho_paths(root, split)
         for p in (csv_path, audio_dir):
             if not p.exists():
                 raise _aac_missing(p, dataset, split, root)
         keys = [f"caption_{i}" for i in range(1, 6)]
         df = _read_caption_csv(csv_path, ["file_name", *keys])
-        for r in df.itertuples(index=False):
+        for i, r in enumerate(df.itertuples(index=False)):
             d = r._asdict()
-            rows.append(
-                {
-                    "id": d["file_name"],
-                    "audio": str(audio_dir / d["file_name"]),
-                    "captions": [d[k] for k in keys],
-                }
-            )
+            audio = _aac_row_path(audio_dir, d["file_name"], csv_path, i, "file_name", root)
+            rows.append({"id": d["file_name"], "audio": str(audio), "captions": [d[k] for k in keys]})
     out = pd.DataFrame(rows)
     if out.empty:
         raise ValueError(f"{csv_path} lists no clips")
-    out = out[[Path(a).is_file() for a in out["audio"]]].reset_index(drop=True)
-    if out.empty:
+    reasons = [_unreadable(Path(a)) for a in out["audio"]]
+    if all(r == "missing" for r in reasons):
         raise _aac_missing(audio_dir / "<audio files named in the CSV>", dataset, split, root)
+    skipped = [
+        {"id": i, "audio": a, "reason": r}
+        for i, a, r in zip(out["id"], out["audio"], reasons, strict=True)
+        if r
+    ]
+    out = out[[r is None for r in reasons]].reset_index(drop=True)
+    _check_skipped(skipped, len(reasons), max_missing, f"{dataset} {split} ({csv_path})")
     # AudioCaps 1 train has a few clips with 2+ captions among ~49k with one; embeddings are (N, C, D),
     # so every clip keeps as many captions as the clip with fewest has (its first ones, in CSV order)
     n_caps = int(out["captions"].map(len).min())
     out["captions"] = out["captions"].map(lambda c: list(c[:n_caps]))
-    return out[["id", "audio", "captions"] + [c for c in out.columns if c not in ("id", "audio", "captions")]]
+    out = out[["id", "audio", "captions"] + [c for c in out.columns if c not in ("id", "audio", "captions")]]
+    out.attrs["skipped"] = skipped  # written beside the results by dlink.experiment.splits
+    return out
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be used as a clip ("missing", "undecodable: ..."), or None. Reads the header
+    only, so a split of 50k clips is checked in seconds; extraction then never meets a bad file."""
+    if not path.is_file():
+        return "missing"
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError variants
+        return f"undecodable: {e}"
+    return None if info.frames > 0 else "undecodable: no samples"
+
+
+def _check_skipped(skipped: list[dict], n: int, max_missing: float, what: str) -> None:
+    """Warn with the count of clips left out; stop once more than `max_missing` of `n` are."""
+    if not skipped:
+        return
+    share = len(skipped) / n
+    example = ", ".join(s["audio"] for s in skipped[:3])
+    if share > max_missing:
+        raise ValueError(
+            f"{what}: {len(skipped)} of {n} clips ({share:.0%}) have missing or unreadable audio (e.g. "
+            f"{example}), more than max_missing={max_missing:.0%}; finish the download, or allow more "
+            "with a larger max_missing"
+        )
+    warnings.warn(
+        f"{what}: skipping {len(skipped)} of {n} clips ({share:.1%}) whose audio is missing or unreadable "
+        f"(e.g. {example})",
+        stacklevel=3,
+    )
 
 
 # ------------------------------------------------------------------ CLI

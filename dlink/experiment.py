@@ -43,6 +43,8 @@ def run_key(P) -> str:
     data = P.dataset if P.dataset != "embedded" else f"embedded-{P.profile.dataset_size}"
     if P.data_root is not None:
         data += "-" + _short(str(Path(P.data_root).resolve()))
+    if getattr(P, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
+        data += "-" + P.audiocaps_version
     enc = P.encoder if P.encoder != "embedded" else f"embedded-e{P.profile.clap_epochs}"
     if P.clap_ckpt is not None:
         enc += "-" + _short(str(Path(P.clap_ckpt).resolve()))
@@ -80,11 +82,33 @@ def splits(P) -> dict:
         data.build_embedded_dataset(P.profile.dataset_size, seed=0)
         out = {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
     else:
-        out = {s: data.load_split(s, dataset=P.dataset, root=P.data_root) for s in SPLITS}
+        version = getattr(P, "audiocaps_version", None)
+        out = {
+            s: data.load_split(s, dataset=P.dataset, root=P.data_root, audiocaps_version=version)
+            for s in SPLITS
+        }
+        _write_skipped(results_dir(P) / f"skipped_audio_{P.dataset}.csv", out)
     n_enc = _n_encoder_scenes(P, len(out["train"]))
     out["enc"] = out["train"].iloc[:n_enc].reset_index(drop=True)
     out["fit"] = out["train"].iloc[n_enc:].reset_index(drop=True)
     return out
+
+
+def _write_skipped(path: Path, split_frames: dict) -> Path:
+    """<results>/skipped_audio_<dataset>.csv: every clip left out for missing or unreadable audio, so a
+    score is never read without knowing which clips it lacks (header only when none was skipped)."""
+    import csv
+    import io
+
+    from dlink._io import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["split", "id", "audio", "reason"])
+    for split, df in split_frames.items():
+        for s in df.attrs.get("skipped", []):
+            w.writerow([split, s["id"], s["audio"], s["reason"]])
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _n_encoder_scenes(P, n_train: int) -> int:

@@ -25,8 +25,10 @@ What this module works around, and why:
 Clip policy: audio is resampled to 48 kHz, quantised through int16 (as LAION-CLAP does), and
 cropped (from the start, deterministic) or repeat-padded to 10 s (480,000 samples). Fusion
 checkpoints (enable_fusion=True, fusion_type "aff_2d" as in `CLAP_Module`) get what laion_clap
-feeds them for a clip of at most 10 s: the log-mel spectrogram stacked four times, `longer`
-False; the mel is computed here with torch (laion_clap uses torchaudio, not installed here).
+feeds them: for a clip of at most 10 s the log-mel spectrogram stacked four times, `longer`
+False; for a longer clip (Clotho's are 15-30 s) the whole clip's mel resized to 10 s plus three
+10 s crops from its front, middle and back, `longer` True (see `LaionClap._fusion_input`); the
+mel is computed here with torch (laion_clap uses torchaudio, not installed here).
 """
 
 from __future__ import annotations
@@ -465,17 +467,45 @@ class LaionClap(Encoder):
         import torch
 
         # int16 round trip: LAION-CLAP quantises every clip this way before its front end
-        batch = np.stack([fit_length(np.clip(w, -1, 1), CLIP_SAMPLES) for w in wavs])
-        batch = (np.round(batch * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
+        wavs = [
+            (np.round(np.clip(w, -1, 1) * 32767.0).astype(np.int16) / 32767.0).astype(np.float32)
+            for w in wavs
+        ]
+        batch = np.stack([fit_length(w, CLIP_SAMPLES) for w in wavs])
         with torch.inference_mode():
             wave = torch.from_numpy(batch).to(self.device)
             x = {"waveform": wave}
-            if self.fusion:  # what laion_clap's get_audio_features builds for a clip of <= 10 s
-                mel = log_mel(wave, self.cfg["audio_cfg"])
-                x = {"mel_fusion": mel[:, None].expand(-1, 4, -1, -1).contiguous(),
-                     "longer": torch.zeros(len(wavs), dtype=torch.bool, device=self.device)}  # fmt: skip
+            if self.fusion:
+                mels, longer = zip(
+                    *(self._fusion_input(w, c) for w, c in zip(wavs, wave, strict=True)), strict=True
+                )
+                x = {"mel_fusion": torch.stack(mels),
+                     "longer": torch.tensor(longer, dtype=torch.bool, device=self.device)}  # fmt: skip
             emb = self.model.audio_projection(self.model.encode_audio(x, device=self.device)["embedding"])
         return emb.float().cpu().numpy()
+
+    def _fusion_input(self, full: np.ndarray, clip):
+        """(mel_fusion (4, frames, mel_bins), longer) for one clip, as laion_clap's get_audio_features
+        builds them: a clip of at most 10 s (`clip`, repeat-padded) gives its mel four times; a longer
+        one gives its whole mel resized to one chunk's frames, then three chunk crops drawn from the
+        front, middle and back thirds of the possible starts (drawn with a fixed seed here, so a clip
+        always embeds the same; laion_clap draws them at random)."""
+        import torch
+
+        cfg = self.cfg["audio_cfg"]
+        if len(full) <= CLIP_SAMPLES:
+            return log_mel(clip[None], cfg)[0][None].expand(4, -1, -1), False
+        mel = log_mel(torch.from_numpy(full).to(self.device)[None], cfg)[0]  # (frames, mel_bins)
+        chunk = CLIP_SAMPLES // cfg["hop_size"] + 1
+        if mel.shape[0] == chunk:  # longer by less than a hop: the whole mel is one chunk
+            return mel[None].expand(4, -1, -1), False
+        rng = np.random.default_rng(0)
+        ranges = np.array_split(np.arange(mel.shape[0] - chunk + 1), 3)
+        starts = [int(rng.choice(r)) if len(r) else 0 for r in ranges]
+        shrink = torch.nn.functional.interpolate(
+            mel[None, None], size=(chunk, mel.shape[1]), mode="bilinear", align_corners=False, antialias=True
+        )[0, 0]  # torchvision's Resize on a tensor: bilinear with antialiasing
+        return torch.stack([shrink, *(mel[i : i + chunk] for i in starts)]), True
 
     def _embed_texts(self, texts):
         import torch

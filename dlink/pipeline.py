@@ -210,9 +210,14 @@ def parse_value(text: str) -> Any:
 
 
 def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
-    if not only:
+    if only is None:
         return notebooks
     wanted = [w.strip() for item in only for w in item.split(",") if w.strip()]
+    if not wanted:  # `--only ""` (an empty shell variable) would run nothing and report success
+        raise ValueError(
+            f"--only {' '.join(repr(o) for o in only) or '(empty)'} names no notebook; "
+            f"give one or more of {', '.join(nb.stem.split('_', 1)[0] for nb in notebooks)}, or drop --only"
+        )
     chosen = []
     for w in wanted:
         key = f"{int(w):02d}" if w.isdigit() else w.removesuffix(".ipynb")
@@ -323,12 +328,73 @@ def _snapshot(folders) -> dict[Path, tuple[int, int]]:
     return state
 
 
+class PipelineBusy(RuntimeError):
+    """Another run holds this checkout's run lock."""
+
+
+@contextlib.contextmanager
+def _run_lock(runs_dir: Path):
+    """One run per runs folder (per checkout) at a time: a second one stops at once, naming the first,
+    instead of running every notebook again and recording the other run's files as its own."""
+    import fcntl
+
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = runs_dir / ".pipeline.lock"
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes, also on a crash
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise PipelineBusy(
+                f"another run of this checkout is in progress ({holder}; lock {lock}); wait for it to "
+                "finish or stop it, then run again"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        f.write(f"pid {os.getpid()}, started {started}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_checkout(started_from: str | os.PathLike | None = None) -> None:
+    """Refuse a run whose dlink (and so data/, results/, figures/) is not in the checkout it was started
+    from: a copied checkout whose venv's editable install still points at the original would write
+    the original's files. `started_from` defaults to $DLINK_CHECKOUT (set by run_all.sh)."""
+    started_from = started_from or os.environ.get("DLINK_CHECKOUT")
+    if not started_from:
+        return
+    here = Path(started_from).resolve()
+    package = Path(__file__).resolve().parent.parent
+    if here != paths.ROOT or here != package:
+        via = (
+            f"DLINK_ROOT={os.environ['DLINK_ROOT']}" if os.environ.get("DLINK_ROOT") else "its dlink package"
+        )
+        raise ValueError(
+            f"this run was started from {here}, but it would read and write {paths.ROOT} ({via}; "
+            f"dlink imported from {package}): refusing to write another checkout's data/, results/ "
+            f"and figures/. Run {paths.ROOT}/run_all.sh there, or make this checkout's venv use its own "
+            f"code: {here}/.venv/bin/pip install --no-deps -e {here}"
+        )
+
+
 @contextlib.contextmanager
 def _kernel_env(profile: str):
-    """Environment the kernel inherits: this interpreter first on PATH, DLINK_PROFILE set."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE")}
+    """Environment the kernel inherits: this interpreter first on PATH, DLINK_PROFILE set, and this
+    dlink first on PYTHONPATH (the kernel runs in notebooks/, where an editable install of another
+    checkout would otherwise win)."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE", "PYTHONPATH")}
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ["DLINK_PROFILE"] = profile
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, saved["PYTHONPATH"]) if p)
     try:
         yield
     finally:
@@ -376,7 +442,7 @@ def run_pipeline(
     result = PipelineResult()
     before = _snapshot(watch)
     try:
-        with _kernel_env(profile):
+        with _run_lock(Path(runs_dir)), _kernel_env(profile):
             for nb in selected:
                 _run_step(nb, notebooks, routed[nb], profile, run_dir, force, progress, watch, log, result)
     except NotebookFailed as e:
@@ -707,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         params[name] = parse_value(value)
     t0 = time.perf_counter()
     try:
+        check_checkout()
         res = run_pipeline(
             profile=args.profile,
             only=args.only,
@@ -716,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             runs_dir=args.runs,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, PipelineBusy) as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2
     except NotebookFailed as e:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +171,7 @@ class Params:
     clap_tokenizer: Path | None = None
     clap_amodel: str = "HTSAT-tiny"
     clap_fusion: bool = False
+    audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
 
     @property
     def laion_options(self) -> dict[str, Any]:
@@ -219,6 +219,7 @@ class Params:
             "clap_tokenizer": None if self.clap_tokenizer is None else str(self.clap_tokenizer),
             "clap_amodel": self.clap_amodel,
             "clap_fusion": self.clap_fusion,
+            "audiocaps_version": self.audiocaps_version,
         }
 
     def __str__(self) -> str:
@@ -229,16 +230,26 @@ class Params:
         )
 
 
-def _online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
-    """True when the model hub can be reached (so laion_clap can download its default weights)."""
+def _online(host: str | None = None, timeout: float = 3.0) -> bool:
+    """True when the model hub can be reached (so laion_clap can download its default weights).
+
+    An HTTPS request through urllib, so HTTPS_PROXY / https_proxy / NO_PROXY are honoured as the hub
+    library honours them (a raw socket fails behind a proxy); HF_ENDPOINT names a mirror. Any HTTP
+    answer from the hub, even an error status, means it is reachable."""
+    import urllib.error
+    import urllib.request
+
     if any(
         os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "DLINK_OFFLINE")
     ):
         return False
+    url = f"https://{host}" if host else os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # URLError, a refused tunnel, a timeout, a malformed HF_ENDPOINT
         return False
 
 
@@ -415,6 +426,7 @@ def resolve_params(
     clap_tokenizer: str | os.PathLike | None = None,
     clap_amodel: str = "HTSAT-tiny",
     clap_fusion: bool = False,
+    audiocaps_version: str | None = None,
     **unknown: Any,
 ) -> Params:
     """Validate a notebook's parameters all at once and return them with the profile.
@@ -429,7 +441,7 @@ def resolve_params(
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion"
+            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version"
         )
     try:
         prof = get_profile(profile)
@@ -438,6 +450,11 @@ def resolve_params(
         prof = PROFILES["default"]  # keep going so every other problem is reported too
 
     root = _check_dataset(dataset, data_root, errors)
+    if audiocaps_version is not None and (audiocaps_version not in ("v1", "v2") or dataset != "audiocaps"):
+        errors.append(
+            f"audiocaps_version={audiocaps_version!r}: expected 'v1' (AudioCaps 1) or 'v2' (AudioCaps 2.0), "
+            "with dataset='audiocaps' only (None = v1)"
+        )
     ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
     lm_value = _check_lm(lm, errors)
 
@@ -459,6 +476,7 @@ def resolve_params(
         clap_tokenizer=tok,
         clap_amodel=clap_amodel,
         clap_fusion=clap_fusion,
+        audiocaps_version=audiocaps_version,
     )
 
 

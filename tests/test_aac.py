@@ -61,20 +61,6 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
     assert "120 test items x 3 seed(s)" in text and "+50.0 % [+50.0, +50.0]" in text
     assert pd.read_csv(csv_path).shape[0] == 2
 
-
-def test_mean_over_folds_averages_every_score_and_the_items():
-    from dlink.aac import mean_over_folds
-
-    r = [
-        {"decoder": "generative", "method": "fold 0", "seed": 1, "CIDEr-D": 0.2, "CIDEr-D_items": [0.0, 0.4]},
-        {"decoder": "generative", "method": "fold 1", "seed": 1, "CIDEr-D": 0.6, "CIDEr-D_items": [1.0, 0.2]},
-    ]
-    out = mean_over_folds(r, method="diffusion_link")
-    assert out["method"] == "diffusion_link" and out["seed"] == 1 and out["n_folds"] == 2
-    assert out["CIDEr-D"] == pytest.approx(0.4)
-    assert out["CIDEr-D_items"] == pytest.approx([0.5, 0.3])
-    with pytest.raises(ValueError, match="at least one"):
-        mean_over_folds([], method="x")
     assert (
         s["identity"]["d_CIDEr-D"] == pytest.approx(-0.5 * base.mean())
         and s["identity"]["d_CIDEr-D_resolved"]
@@ -95,3 +81,18 @@ def test_mean_over_folds_averages_every_score_and_the_items():
     other = [r | {"seed": r["seed"] + 3} if r["method"] == "diffusion_link" else r for r in records]
     s = {r["method"]: r for r in summarize(other)}  # other seeds: no pairing, no gain or difference
     assert "gain" not in s["diffusion_link"] and "d_CIDEr-D" not in s["identity"]
+
+
+def test_mean_over_folds_averages_every_score_and_the_items():
+    from dlink.aac import mean_over_folds
+
+    r = [
+        {"decoder": "generative", "method": "fold 0", "seed": 1, "CIDEr-D": 0.2, "CIDEr-D_items": [0.0, 0.4]},
+        {"decoder": "generative", "method": "fold 1", "seed": 1, "CIDEr-D": 0.6, "CIDEr-D_items": [1.0, 0.2]},
+    ]
+    out = mean_over_folds(r, method="diffusion_link")
+    assert out["method"] == "diffusion_link" and out["seed"] == 1 and out["n_folds"] == 2
+    assert out["CIDEr-D"] == pytest.approx(0.4)
+    assert out["CIDEr-D_items"] == pytest.approx([0.5, 0.3])
+    with pytest.raises(ValueError, match="at least one"):
+        mean_over_folds([], method="x")

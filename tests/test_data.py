@@ -256,8 +256,10 @@ def test_audiocaps_loader_on_fixture(tmp_path):
     _tone(base / "audio_32000Hz" / "train" / "abc_30.flac")
     _tone(base / "audio_32000Hz" / "train" / "xyz_0.flac")
     _tone(base / "audio_32000Hz" / "val" / "val1_20.flac")
-    df = data.load_split("train", dataset="audiocaps", root=tmp_path)
-    assert list(df["id"]) == ["abc_30", "xyz_0"]  # the clip without audio is skipped
+    with pytest.warns(UserWarning, match="skipping 1 of 3 clips"):
+        df = data.load_split("train", dataset="audiocaps", root=tmp_path, max_missing=0.5)
+    assert list(df["id"]) == ["abc_30", "xyz_0"]  # the clip without audio is skipped, with a word
+    assert df.attrs["skipped"][0]["id"] == "gone_10"
     assert list(df["captions"]) == [["A dog barks"], ["Rain falls"]]
     assert data.load_audio(df["audio"][0], 32000).shape == (32000,)
     val = data.load_split("val", dataset="audiocaps", root=tmp_path)
@@ -374,3 +376,18 @@ def test_a_bad_catalogue_row_is_named(tmp_path, monkeypatch):
     (tmp_path / "sounds.csv").write_text(labels.replace("cow,event,", "cow,noise,"))
     with pytest.raises(ValueError, match="sounds.csv line 3"):
         sounds.load_labels()
+
+
+def test_force_rebuild_deletes_only_the_files_its_manifests_list(tmp_path):
+    root = data.build_embedded_dataset("smoke", root=tmp_path / "ds", workers=1)
+    # a user's recordings dropped into audio/: .wav files, one even named like a scene
+    (root / "audio" / "my_field_recording.wav").write_bytes(b"RIFF user data")
+    (root / "audio" / "train_99999.wav").write_bytes(b"RIFF user data")
+    with pytest.raises(FileExistsError, match=r"audio/my_field_recording\.wav.*audio/train_99999\.wav"):
+        data.build_embedded_dataset("smoke", root=root, force=True, workers=1)
+    assert (root / "audio" / "my_field_recording.wav").read_bytes() == b"RIFF user data"
+    assert (root / "audio" / "train_99999.wav").is_file() and data._is_complete(root) is False
+    for name in ("my_field_recording.wav", "train_99999.wav"):
+        (root / "audio" / name).unlink()
+    assert data.build_embedded_dataset("smoke", root=root, force=True, workers=1) == root
+    assert data._is_complete(root)

@@ -62,3 +62,102 @@ def test_clotho_layout(tmp_path):
     test = data.load_split("test", dataset="clotho", root=tmp_path)
     assert list(test["id"]) == [f"evaluation clip {i:02d}.wav" for i in range(3)]
     assert all(len(c) == 5 for c in test["captions"])
+
+
+def test_csv_file_names_outside_data_root_are_refused(tmp_path):
+    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 2), seconds=0.2)
+    secret = tmp_path / "secret.wav"
+    F._tone(secret, 0.2, 44100, 440)
+    csv = root / "CLOTHO_v2.1" / "clotho_csv_files" / "clotho_captions_evaluation.csv"
+    text = csv.read_text()
+    for bad in ("../../../../secret.wav", str(secret)):
+        csv.write_text(text.replace("evaluation clip 01.wav", bad))
+        with pytest.raises(ValueError, match=rf"{csv}, data row 2: file_name .*points outside data_root"):
+            data.load_split("test", dataset="clotho", root=root)
+    F.make_audiocaps(tmp_path / "ac", counts=(2, 2, 2), seconds=0.2)
+    csv = tmp_path / "ac" / "AUDIOCAPS" / "csv_files_v1" / "test.csv"
+    csv.write_text(csv.read_text().replace("tev1Yt001", "../../../../secret", 1))
+    with pytest.raises(ValueError, match=rf"{csv}, data row \d+: youtube_id '../../../../secret'"):
+        data.load_split("test", dataset="audiocaps", root=tmp_path / "ac")
+
+
+def test_missing_and_undecodable_audio_is_counted_listed_and_bounded(tmp_path):
+    F.make_audiocaps(tmp_path, counts=(2, 10, 2), seconds=0.2)
+    audio = tmp_path / "AUDIOCAPS" / "audio_32000Hz" / "val"
+    files = sorted(audio.iterdir())
+    files[0].unlink()
+    files[1].write_bytes(b"not audio at all")
+    with pytest.warns(UserWarning, match=r"audiocaps val .*skipping 2 of 10 clips \(20.0%\)"):
+        val = data.load_split("val", dataset="audiocaps", root=tmp_path, max_missing=0.25)
+    assert len(val) == 8
+    assert [s["reason"].split(":")[0] for s in val.attrs["skipped"]] == ["missing", "undecodable"]
+    assert val.attrs["skipped"][0]["audio"] == str(files[0])
+    # past the threshold the run stops instead of scoring on what is left
+    with pytest.raises(
+        ValueError, match=r"2 of 10 clips \(20%\) have missing or unreadable audio.*max_missing=10%"
+    ):
+        data.load_split("val", dataset="audiocaps", root=tmp_path, max_missing=0.1)
+
+
+def test_the_skipped_list_is_written_beside_the_results(tmp_path):
+    import pandas as pd
+
+    from dlink import experiment
+
+    frame = pd.DataFrame({"id": ["a"]})
+    frame.attrs["skipped"] = [{"id": "b", "audio": "/x/b.flac", "reason": "missing"}]
+    out = experiment._write_skipped(tmp_path / "skipped_audio_audiocaps.csv", {"val": frame})
+    assert out.read_text() == "split,id,audio,reason\nval,b,/x/b.flac,missing\n"
+
+
+def test_audiocaps_version_picks_the_captions_and_both_present_warns(tmp_path):
+    F.make_audiocaps(tmp_path, layout="v1", counts=(2, 2, 2), seconds=0.2)
+    F.make_audiocaps(tmp_path, layout="v2", counts=(2, 2, 3), seconds=0.2)
+    with pytest.warns(UserWarning, match="holds AudioCaps 1 and 2.0 captions; using AudioCaps 1"):
+        assert len(data.load_split("test", dataset="audiocaps", root=tmp_path)) == 2
+    v2 = data.load_split("test", dataset="audiocaps", root=tmp_path, audiocaps_version="v2")
+    assert len(v2) == 3 and v2["id"].iat[0].startswith("tev2")
+    assert len(data.load_split("test", dataset="audiocaps", root=tmp_path, audiocaps_version="v1")) == 2
+    with pytest.raises(ValueError, match="audiocaps_version='v3'"):
+        data.load_split("test", dataset="audiocaps", root=tmp_path, audiocaps_version="v3")
+
+
+@pytest.mark.parametrize("folder, name", [("audio_16000Hz", "Y{yid}.wav"), ("audio", "{yid}.wav")])
+def test_audiocaps_mirror_layouts(tmp_path, folder, name):
+    F.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    base = tmp_path / "AUDIOCAPS"
+    (base / folder).mkdir(exist_ok=True)
+    (base / "audio_32000Hz" / "test").rename(base / folder / "test")
+    for f in (base / folder / "test").iterdir():
+        yid = f.stem.rsplit("_", 1)[0]
+        f.rename(f.with_name(name.format(yid=yid)).with_suffix(".wav"))
+    test = data.load_split("test", dataset="audiocaps", root=tmp_path)
+    assert len(test) == 2 and test["audio"].iat[1] == str(
+        base / folder / "test" / name.format(yid="tev1Yt001")
+    )
+
+
+def test_clotho_dcase_layout(tmp_path):
+    import shutil
+
+    F.make_clotho(tmp_path / "aac", counts=(2, 2, 3), seconds=0.2)
+    src = tmp_path / "aac" / "CLOTHO_v2.1"
+    dcase = tmp_path / "dcase"
+    dcase.mkdir()
+    # the Zenodo files: clotho_captions_<subset>.csv beside the extracted <subset>/ folder
+    shutil.copy(src / "clotho_csv_files" / "clotho_captions_evaluation.csv", dcase)
+    shutil.copytree(src / "clotho_audio_files" / "evaluation", dcase / "evaluation")
+    test = data.load_split("test", dataset="clotho", root=dcase)
+    assert len(test) == 3 and test["audio"].iat[0] == str(dcase / "evaluation" / "evaluation clip 00.wav")
+
+
+def test_a_truncated_wav_warns(tmp_path):
+    f = tmp_path / "clip.wav"
+    F._tone(f, 1.0, 32000, 440)
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])
+    with pytest.warns(
+        UserWarning, match=r"clip\.wav is truncated: its header declares 1\.00 s, the file holds 0\.50 s"
+    ):
+        x = data.load_audio(f)
+    assert 0.45 < len(x) / 32000 < 0.55

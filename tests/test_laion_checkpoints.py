@@ -151,3 +151,30 @@ def test_a_checkpoint_of_another_text_tower_names_the_one_to_use(fx):
     d, _, _ = fx
     with pytest.raises(ValueError, match=r"tmodel='transformer'.*looks like.*tmodel='roberta'"):
         laion.LaionClap(checkpoint=d / "without_pos.pt", tmodel="transformer")
+
+
+@pytest.mark.slow
+def test_fusion_feeds_long_clips_the_whole_clip_mel_and_three_crops(fx):
+    d, vocab, _ = fx
+    if not (d / "fusion.pt").is_file():
+        F.make_laion_checkpoint(d / "fusion.pt", vocab, fusion=True, position_ids=False)
+    enc = laion.LaionClap(checkpoint=d / "fusion.pt", tokenizer=d / "tok", enable_fusion=True)
+    rng = np.random.default_rng(0)
+    long = (rng.standard_normal(25 * 48000) * 0.1).astype(np.float32)  # a Clotho-length clip
+    long[12 * 48000 :] *= 0.05  # so its later part differs from its first 10 s
+    mel, longer = enc._fusion_input(long, torch.from_numpy(long[: laion.CLIP_SAMPLES]))
+    whole = laion.log_mel(torch.from_numpy(long)[None], enc.cfg["audio_cfg"])[0]
+    assert longer and mel.shape == (4, 1001, 64) and whole.shape[0] == 2501
+    # channels 1-3: crops starting in the front, middle and back thirds of the 1501 possible starts
+    starts = [next(i for i in range(1501) if torch.equal(whole[i : i + 1001], mel[k])) for k in (1, 2, 3)]
+    assert starts[0] < 501 <= starts[1] < 1001 <= starts[2] <= 1500
+    short = long[: 5 * 48000]
+    clip = torch.from_numpy(np.tile(short, 2))  # fit_length's repeat-pad of a 5 s clip
+    mel, longer = enc._fusion_input(short, clip)
+    assert not longer and torch.equal(mel[3], laion.log_mel(clip[None], enc.cfg["audio_cfg"])[0])
+    a_long, a_head, a_short = enc.embed_audio(
+        [long, long[: laion.CLIP_SAMPLES], short], sr=48000, progress=False
+    )
+    assert not np.allclose(a_long, a_head, atol=1e-4)  # not just the first 10 s any more
+    again = enc.embed_audio([long], sr=48000, progress=False)
+    assert np.allclose(again[0], a_long, atol=1e-5)  # the crops are drawn the same way every time

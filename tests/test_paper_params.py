@@ -105,3 +105,28 @@ def test_every_notebook_declares_and_passes_the_new_parameters():
         assert {"lm", "clap_tokenizer", "clap_amodel", "clap_fusion"} <= set(notebook_parameters(nb)), nb.name
         text = nb.read_text()
         assert "clap_tokenizer=clap_tokenizer" in text and "lm=lm" in text, nb.name
+
+
+def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeypatch):
+    import paper_fixtures as F
+
+    from dlink import experiment
+
+    monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")
+
+    F.make_audiocaps(tmp_path, layout="v1", counts=(3, 2, 2), seconds=0.2)
+    F.make_audiocaps(tmp_path, layout="v2", counts=(4, 2, 2), seconds=0.2)
+    P = resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="v2")
+    assert P.audiocaps_version == "v2" and P.as_dict()["audiocaps_version"] == "v2"
+    assert experiment.run_key(P) != experiment.run_key(resolve_params(profile="smoke", dataset="audiocaps",
+                                                                      data_root=str(tmp_path)))  # fmt: skip
+    assert len(experiment.splits(P)["train"]) == 4  # the v2 captions
+    assert (
+        tmp_path / "results" / "smoke" / "skipped_audio_audiocaps.csv"
+    ).read_text() == "split,id,audio,reason\n"
+    with pytest.raises(ValueError, match=r"audiocaps_version='2.0': expected 'v1'"):
+        resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="2.0")
+    with pytest.raises(ValueError, match="with dataset='audiocaps' only"):
+        resolve_params(profile="smoke", audiocaps_version="v2")
+    for nb in sorted(experiment.paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        assert "audiocaps_version=audiocaps_version" in nb.read_text(), nb.name

@@ -375,3 +375,56 @@ def test_published_streams_show_progress_bars_in_their_final_state():
     ]
     got = _published_outputs(outs)
     assert [o["text"] for o in got] == ["bar 100%\ndone\n", "x\n"]
+
+
+def test_empty_only_is_an_error_not_a_run_of_nothing(project, capsys):
+    nbs, out, sources, kw = project
+    with pytest.raises(ValueError, match="names no notebook; give one or more of 01, 02, 03, 04"):
+        run_pipeline(profile="smoke", only=[""], params={"out_dir": str(out)}, **kw)
+    rc = main(["--profile", "smoke", "--only", "", "--notebooks", str(nbs), "--runs", str(kw["runs_dir"])])
+    assert rc == 2 and "--only '' names no notebook" in capsys.readouterr().err
+    assert not (out / "order.log").exists()
+
+
+def test_a_second_run_of_one_checkout_stops_naming_the_first(project):
+    from dlink.pipeline import PipelineBusy, _run_lock
+
+    nbs, out, sources, kw = project
+    with _run_lock(kw["runs_dir"]):
+        with pytest.raises(
+            PipelineBusy, match=rf"another run of this checkout is in progress \(pid {os.getpid()}"
+        ):
+            run_pipeline(profile="smoke", params={"out_dir": str(out)}, **kw)
+    assert not (out / "order.log").exists() and not (kw["runs_dir"] / "smoke" / ".done").exists()
+    res = run_pipeline(profile="smoke", only=["01"], params={"out_dir": str(out)}, **kw)  # lock released
+    assert [s.status for s in res.steps] == ["ran"]
+
+
+def test_a_run_started_from_another_checkout_is_refused(tmp_path, monkeypatch, capsys):
+    from dlink.pipeline import check_checkout
+
+    check_checkout(paths.ROOT)  # the checkout this dlink belongs to
+    copy = tmp_path / "dlink2"
+    copy.mkdir()
+    with pytest.raises(ValueError, match=rf"started from {copy}, but it would read and write {paths.ROOT}"):
+        check_checkout(copy)
+    monkeypatch.setenv("DLINK_CHECKOUT", str(copy))
+    assert main(["--profile", "smoke", "--only", "01"]) == 2
+    err = capsys.readouterr().err
+    assert str(copy) in err and str(paths.ROOT) in err and "pip install --no-deps -e" in err
+
+
+def test_the_kernel_imports_the_runners_dlink(tmp_path, monkeypatch):
+    import dlink
+
+    # without PYTHONPATH the kernel (cwd notebooks/) would import whatever the venv's editable install names
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _nb(
+        nbs / "01_where.ipynb",
+        ["import dlink, pathlib\npathlib.Path(out_dir, 'where.txt').write_text(dlink.__file__)"],
+    )
+    kw = dict(notebooks_dir=nbs, runs_dir=tmp_path / "runs", watch=(), progress=False, log=lambda m: None)
+    run_pipeline(profile="smoke", params={"out_dir": str(tmp_path)}, **kw)
+    assert (tmp_path / "where.txt").read_text() == dlink.__file__

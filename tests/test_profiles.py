@@ -145,3 +145,35 @@ def test_only_the_canonical_default_run_is_labelled_default():
     assert resolve_params(profile="default", lm="tiny-random").label == "default-lm-tiny-random"
     assert resolve_params(profile="smoke").label == "smoke"
     assert results_dir(resolve_params(profile="default", seeds=[0])).name == "default-seeds-0"
+
+
+def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
+    import socket
+    import threading
+
+    from dlink import profiles
+
+    seen = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def proxy():  # a proxy that refuses the tunnel, after recording what it was asked for
+        conn, _ = server.accept()
+        with conn:
+            seen.append(conn.recv(4096).split(b"\r\n", 1)[0])
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    t = threading.Thread(target=proxy, daemon=True)
+    t.start()
+    for v in ("HF_HUB_OFFLINE", "DLINK_OFFLINE", "NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+    try:
+        assert profiles._online("hub.example.invalid", timeout=5) is False  # the tunnel was refused
+    finally:
+        server.close()
+    t.join(5)
+    assert seen and seen[0].startswith(b"CONNECT hub.example.invalid:443 ")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert profiles._online() is False
