@@ -1,11 +1,14 @@
-"""Write (or check) the README's numbers from the files a default run leaves in results/.
+"""Write (or check) the README's and docs/results.md's numbers from the files a default run leaves
+in results/.
 
-The README's section between `<!-- results:start -->` and `<!-- results:end -->` is generated here
-from results/*.{json,md,csv}, so every number in it comes from the run; prose around it is written
-by hand and must claim no more than these tables.
+Two generated sections: the README's headline (between `<!-- headline:start -->` and
+`<!-- headline:end -->`: the zero-shot table, the verdicts and which training term carries them)
+and every table in docs/results.md (between `<!-- results:start -->` and `<!-- results:end -->`).
+So every number in either comes from the run; prose around them is written by hand and must claim
+no more than these tables.
 
-    python scripts/readme_results.py           # rewrite the section in README.md
-    python scripts/readme_results.py --check   # exit 1 if README.md differs from results/
+    python scripts/readme_results.py           # rewrite both sections
+    python scripts/readme_results.py --check   # exit 1 if either differs from results/
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+HEAD_START, HEAD_END = "<!-- headline:start -->", "<!-- headline:end -->"
+# the captioning rows the README's headline table shows, in this order (the rest: docs/results.md)
+HEADLINE_ROWS = ("text_oracle", "identity", "mean_shift", "noise_injection_val", "projection", "ridge",
+                 "mlp_regression", "diffusion_bridge", "conditional_prior", "diffusion_link")  # fmt: skip
 GAP_COLUMNS = [
     "paired_cos_mean",
     "centroid_distance",
@@ -135,6 +142,27 @@ def section(results: Path) -> str:
             *_table_lines((results / "bridge_settings.md").read_text()),
             "",
         ]
+    if (results / "bridge_settings_captioning.md").is_file():
+        out += [
+            "**Inference settings chosen for the captioning tables** (`results/bridge_settings_captioning.md`; "
+            "highest validation CIDEr-D of the zero-shot captioner; every setting tried with its score: "
+            "`results/bridge_settings_captioning_tried.csv`):",
+            "",
+            *_table_lines((results / "bridge_settings_captioning.md").read_text()),
+            "",
+        ]
+    if (results / "term_ablation.md").is_file():
+        md = (results / "term_ablation.md").read_text()
+        notes = [line for line in md.splitlines() if line and not line.startswith("|")]
+        out += [
+            "**Which training term carries each result** (notebook 07, `results/term_ablation.md`): "
+            + " ".join(notes),
+            "",
+            *_table_lines(md),
+            "",
+            _term_verdict(results),
+            "",
+        ]
     if (results / "split_unit.md").is_file():
         md = (results / "split_unit.md").read_text()
         notes = [line for line in md.splitlines() if line and not line.startswith("|")]
@@ -168,16 +196,112 @@ def section(results: Path) -> str:
     return "\n".join(out + [END])
 
 
+def _fmt(r, key: str, scale: float = 1.0, unit: str = "", digits: int = 3) -> str:
+    v, lo, hi = (scale * float(r[k]) for k in (key, f"{key}_lo", f"{key}_hi"))
+    sign = "+" if key.startswith(("d_", "gain")) else ""
+    return f"{v:{sign}.{digits}f}{unit} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+
+
+def _resolved(r, key: str) -> bool:
+    return float(r[f"{key}_lo"]) > 0 or float(r[f"{key}_hi"]) < 0
+
+
+def _term_verdict(results: Path) -> str:
+    """Which of Diffusion-Link's training terms the zero-shot CIDEr-D and the centroid distance rest on:
+    the terms whose removal moves them with an interval that excludes 0."""
+    df = pd.read_csv(results / "term_ablation.csv").set_index("variant")
+    what = {
+        "no cross-sample": "the cross-sample term (named by the paper)",
+        "no topology": "the topology term (named by the paper)",
+        "neither named term": "both named terms together",
+        "no text prior": "the text prior (our reconstruction's term; the paper names no such loss)",
+    }
+    parts, carriers = [], []
+    for variant, name in what.items():
+        if variant not in df.index:
+            continue
+        r = df.loc[variant]
+        res = _resolved(r, "d_CIDEr-D")
+        parts.append(
+            f"without {name}: CIDEr-D {_fmt(r, 'd_CIDEr-D')}{' (resolved)' if res else ''}, "
+            f"centroid distance {_fmt(r, 'd_centroid_distance')}"
+            f"{' (resolved)' if _resolved(r, 'd_centroid_distance') else ''}"
+        )
+        if res and float(r["d_CIDEr-D"]) < 0:
+            carriers.append(name)
+    rests = (
+        "the zero-shot CIDEr-D of Diffusion-Link rests on " + " and on ".join(carriers)
+        if carriers
+        else "no single term's removal lowers the zero-shot CIDEr-D beyond the intervals"
+    )
+    return (
+        f"Paired differences to the full model on test, over seeds and items: {'; '.join(parts)}. So {rests}."
+    )
+
+
+def headline(results: Path) -> str:
+    """The README's headline: the zero-shot table in short, and one verdict line per claim."""
+    zs = pd.read_csv(results / "aac_zero_shot.csv")
+    zs = zs[zs["decoder"] == "generative"].set_index("method")
+    n_seeds = int(zs["n_seeds"].iloc[0])
+    out = [
+        HEAD_START,
+        "<!-- generated by scripts/readme_results.py from results/; do not edit by hand -->",
+        "",
+        f"**Zero-shot captioning** (`results/aac_zero_shot.md`; the captioner is trained on caption text only "
+        f"and fed each row's input; all test scenes x {n_seeds} seeds; 95 % intervals resample seeds and "
+        "items; raw audio is the floor, the paired text the oracle):",
+        "",
+        "| input to the captioner | CIDEr-D [95 % CI] | gain over raw audio | minus Diffusion-Link |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for m in HEADLINE_ROWS:
+        if m not in zs.index:
+            continue
+        r = zs.loc[m]
+        cider = f"{r['CIDEr-D_mean']:.3f} [{r['cider_lo']:.3f}, {r['cider_hi']:.3f}]"
+        gain = _fmt(r, "gain", 100, " %", 1) if pd.notna(r.get("gain")) else ""
+        diff = ""
+        if pd.notna(r.get("d_CIDEr-D")):
+            diff = _fmt(r, "d_CIDEr-D") + (" (resolved)" if _resolved(r, "d_CIDEr-D") else "")
+        name = {"identity": "raw audio (no bridge)", "text_oracle": "*oracle: the paired text*",
+                "noise_injection_val": "noise injection (CapDec)"}.get(m, m)  # fmt: skip
+        out.append(f"| {name} | {cider} | {gain} | {diff} |")
+    out += ["", _verdict(results, "aac_zero_shot", "up to +52.5 %"),
+            _verdict(results, "aac_supervised", "+7.5 %").replace("Relative CIDEr-D gain", "Supervised: relative CIDEr-D gain")]  # fmt: skip
+    gi = results / "gap_intervals.csv"
+    if gi.is_file():
+        g = pd.read_csv(gi).set_index("method")
+        line = []
+        for m in ("diffusion_bridge", "conditional_prior", "identity", "ridge"):
+            if m in g.index:
+                r = g.loc[m]
+                line.append(
+                    f"{m} {_fmt(r, 'd_centroid_distance')}{' (resolved)' if _resolved(r, 'd_centroid_distance') else ''}"
+                )
+        dl = g.loc["diffusion_link"]
+        out += ["", "Gap (result 1, `docs/results.md`): Diffusion-Link's centroid distance is "
+                f"{dl['centroid_distance']:.3f}; each other row's minus it: " + ", ".join(line) + "."]  # fmt: skip
+    if (results / "term_ablation.csv").is_file():
+        out += [
+            "",
+            "Which term carries it (notebook 07, `results/term_ablation.md`): " + _term_verdict(results),
+        ]
+    return "\n".join(out + ["", HEAD_END])
+
+
+def _replace(text: str, start: str, end: str, new: str) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"no {start} ... {end} section")
+    before, rest = text.split(start, 1)
+    return before + new + rest.split(end, 1)[1]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true", help="exit 1 when README.md is not what results/ give")
     p.add_argument("--results", default=str(ROOT / "results"))
     args = p.parse_args(argv)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} section", file=sys.stderr)
-        return 2
     missing = [f for f in ("encoder_gap.json", "fit_split.md", "gap_metrics.csv", "aac_zero_shot.md",
                            "aac_zero_shot.csv", "aac_supervised.md", "aac_supervised.csv")
                if not (Path(args.results) / f).is_file()]  # fmt: skip
@@ -186,21 +310,33 @@ def main(argv=None) -> int:
             f"results/ lacks {', '.join(missing)}: run ./run_all.sh (default profile) first", file=sys.stderr
         )
         return 2
-    before, rest = text.split(START, 1)
-    new = before + section(Path(args.results)) + rest.split(END, 1)[1]
+    results = Path(args.results)
+    targets = [
+        (ROOT / "README.md", HEAD_START, HEAD_END, headline(results)),
+        (ROOT / "docs" / "results.md", START, END, section(results)),
+    ]
+    stale = []
+    for path, start, end, new in targets:
+        text = path.read_text()
+        try:
+            updated = _replace(text, start, end, new)
+        except ValueError as e:
+            print(f"{path.name}: {e}", file=sys.stderr)
+            return 2
+        if updated == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(updated)
+            tmp.replace(path)
+            print("wrote the generated section of", path)
     if args.check:
-        if new != text:
-            print(
-                "README.md's results section differs from results/: run scripts/readme_results.py",
-                file=sys.stderr,
-            )
+        if stale:
+            print(f"{', '.join(p.name for p in stale)} differ from results/: run scripts/readme_results.py",
+                  file=sys.stderr)  # fmt: skip
             return 1
-        print("README.md's results section matches results/")
-        return 0
-    tmp = readme.with_name(".README.md.tmp")
-    tmp.write_text(new)
-    tmp.replace(readme)
-    print("wrote the results section of", readme)
+        print("README.md and docs/results.md match results/")
     return 0
 
 
