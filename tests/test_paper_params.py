@@ -122,7 +122,7 @@ def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeyp
                                                                       data_root=str(tmp_path)))  # fmt: skip
     assert len(experiment.splits(P)["train"]) == 4  # the v2 captions
     assert (
-        tmp_path / "results" / "smoke" / "skipped_audio_audiocaps.csv"
+        tmp_path / "results" / P.label / "skipped_audio_audiocaps.csv"
     ).read_text() == "split,id,audio,reason\n"
     with pytest.raises(ValueError, match=r"audiocaps_version='2.0': expected 'v1'"):
         resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="2.0")
