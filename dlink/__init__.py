@@ -7,6 +7,11 @@ plots does not pay for torch or transformers.
 from __future__ import annotations
 
 import importlib
+import warnings
+
+# Without ipywidgets (papermill kernels, the default environment) tqdm.auto already falls back to
+# the text bar; its "IProgress not found" warning would only print a path into every notebook.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 __version__ = "0.1.0"
 

@@ -121,3 +121,21 @@ def test_pipeline_relays_a_notebooks_output_live(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out.index("[01_live 1/2] profile = None") < out.index("[01_live 2/2] import sys")
     assert out.index("[01_live 2/2] import sys") < out.index("to stdout") < out.index("to stderr")
+
+
+def test_importing_dlink_silences_the_missing_ipywidgets_warning():
+    # papermill kernels have no ipywidgets: tqdm.auto falls back to the text bar and warns once per
+    # kernel, printing a site-packages path into every committed notebook.
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, dlink\n"
+        "from tqdm import TqdmWarning\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.warn('IProgress not found. Please update jupyter and ipywidgets.', TqdmWarning)\n"
+        "    warnings.warn('another tqdm warning', TqdmWarning)\n"
+        "print([str(w.message) for w in seen])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['another tqdm warning']"
