@@ -150,3 +150,14 @@ def test_committed_results_agree_with_themselves_and_usage_errors(check, tmp_pat
     assert check["main"]([str(tmp_path / "nowhere")]) == 2
     with pytest.raises(SystemExit):
         check["main"]([])  # neither a folder nor --run
+
+
+def test_generated_captions_may_differ_but_not_their_rows(check, folders, capsys):
+    committed, fresh = folders
+    rows = "id,generative:diffusion_link\ntest_00000,a dog barks\ntest_00001,rain falls\n"
+    (committed / "aac_zero_shot_samples.csv").write_text(rows)
+    (fresh / "aac_zero_shot_samples.csv").write_text(rows.replace("a dog barks", "a dog barks twice"))
+    assert check["main"]([str(fresh), "--committed", str(committed)]) == 0
+    (fresh / "aac_zero_shot_samples.csv").write_text(rows.rsplit("test_00001", 1)[0])
+    assert check["main"]([str(fresh), "--committed", str(committed)]) == 1
+    assert "2 rows committed, 1 fresh" in capsys.readouterr().out
