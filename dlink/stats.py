@@ -31,6 +31,20 @@ def _items(values, name: str) -> np.ndarray:
     return v
 
 
+def _check_args(level, n_boot, seed) -> None:
+    """The bootstrap's settings, checked where they enter (a level of 0 or 1 is no interval)."""
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float, np.integer, np.floating))
+        or not 0 < level < 1
+    ):
+        raise ValueError(f"level={level!r} must be a number strictly between 0 and 1 (e.g. 0.95)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r} must be an int >= 1 (default {N_BOOT})")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an int >= 0")
+
+
 def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
@@ -55,6 +69,7 @@ def bootstrap_ci(
 
     values: (items,) or (seeds, items) float; with seeds, items are averaged over seeds first.
     """
+    _check_args(level, n_boot, seed)
     v = _items(values, "values")
     return float(v.mean()), *_interval(v[_indices(v.size, n_boot, seed)].mean(1), level)
 
@@ -66,6 +81,7 @@ def paired_relative_gain(
 
     with_, without: per-item scores of two rows on the same items, (items,) or (seeds, items).
     """
+    _check_args(level, n_boot, seed)
     w, b = _pair(with_, without, ("with_", "without"))
     if b.mean() <= 0:
         raise ValueError("without has mean score <= 0: a relative gain is undefined")
@@ -81,6 +97,7 @@ def paired_difference(
 
     a, b: per-item scores of two rows on the same items, (items,) or (seeds, items).
     """
+    _check_args(level, n_boot, seed)
     x, y = _pair(a, b, ("a", "b"))
     d = x - y
     return float(d.mean()), *_interval(d[_indices(d.size, n_boot, seed)].mean(1), level)
