@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlink.device import resolve_device
+from dlink.device import resolve_device, set_torch_threads
 
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
@@ -298,6 +298,14 @@ def _absolute(value: str | os.PathLike, base: Path | None = None) -> Path:
     return Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
 
 
+def _path_param(name: str, value, errors: list[str]):
+    """A path parameter as given, or None (with an error) when it is not a non-empty path."""
+    if value is None or (isinstance(value, (str, os.PathLike)) and str(value).strip()):
+        return value
+    errors.append(f"{name} must be a file or folder path (str) or None; got {value!r}")
+    return None
+
+
 def _is_local_lm(lm: str, base: Path | None = None) -> bool:
     """A local folder rather than a hub name ("org/name"): written as a path, or existing."""
     if lm in BUILTIN_LMS:
@@ -465,6 +473,7 @@ def resolve_params(
         raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
     if lm_value is not None and lm_value != prof.lm:
         prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
+    set_torch_threads()  # every notebook starts here: size torch's threads to the CPUs it may use
     return Params(
         profile=prof,
         dataset=dataset,
@@ -485,6 +494,7 @@ def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
     if dataset not in DATASETS:
         errors.append(f"dataset={dataset!r} is not known; valid: {', '.join(DATASETS)}")
     root = None
+    data_root = _path_param("data_root", data_root, errors)
     if dataset in ("audiocaps", "clotho"):
         if data_root is None:
             errors.append(
@@ -510,6 +520,8 @@ def _check_encoder(encoder: str, clap_ckpt, clap_tokenizer, clap_amodel, clap_fu
     if encoder not in ENCODERS:
         errors.append(f"encoder={encoder!r} is not known; valid: {', '.join(ENCODERS)}")
     ckpt = None
+    clap_ckpt = _path_param("clap_ckpt", clap_ckpt, errors)
+    clap_tokenizer = _path_param("clap_tokenizer", clap_tokenizer, errors)
     if clap_ckpt is not None:
         ckpt = _absolute(clap_ckpt)
         if encoder != "laion-clap":
