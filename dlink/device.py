@@ -75,26 +75,51 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
     return None
 
 
-def torch_threads() -> int:
-    """The intra-op thread count dlink gives torch: $DLINK_THREADS if set, else the usable CPUs less
-    one (on a machine with 2 or more). torch's OpenMP threads wait for each other at every op; when
-    one of their cores is taken by another process the whole op waits on it (a Diffusion-Link epoch
-    ran 25x slower on 2 threads next to one busy process), while one core left free costs little:
-    measured in benchmarks/bench_threads.txt."""
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _env_threads(name: str) -> int | None:
+    """A thread count from the environment variable `name`, or None when it is unset or blank.
+    OpenMP allows a nested list ("4,2"): its first entry is the count of the outer level."""
     import os
 
-    env = os.environ.get("DLINK_THREADS", "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"DLINK_THREADS={env!r} must be an int >= 1 (torch CPU threads)")
-        return int(env)
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return None
+    first = env.split(",")[0].strip()
+    if not first.isdigit() or int(first) < 1:
+        raise ValueError(f"{name}={env!r} must be an int >= 1 (CPU threads); unset it for the default")
+    return int(first)
+
+
+def torch_threads() -> int:
+    """The intra-op thread count dlink gives torch: $DLINK_THREADS if set, else $OMP_NUM_THREADS if
+    set (the user's explicit choice, also what numpy's BLAS reads), else the usable CPUs less one (on
+    a machine with 2 or more). torch's OpenMP threads wait for each other at every op; when one of
+    their cores is taken by another process the whole op waits on it (a Diffusion-Link epoch ran
+    25x slower on 2 threads next to one busy process), while one core left free costs little:
+    measured in benchmarks/bench_threads_cpu.txt."""
+    for name in ("DLINK_THREADS", "OMP_NUM_THREADS"):
+        n = _env_threads(name)
+        if n is not None:
+            return n
     n = usable_cpus()
     return n - 1 if n >= 2 else 1
 
 
+def thread_env() -> dict[str, str]:
+    """Variables that give numpy's BLAS (OpenBLAS, MKL) and torch one thread count in a process
+    started with them: {OMP, MKL, OPENBLAS}_NUM_THREADS = `torch_threads()`. Empty when
+    OMP_NUM_THREADS is already set: the user's count stands, and both libraries fall back to it."""
+    if _env_threads("OMP_NUM_THREADS") is not None:
+        return {}
+    n = str(torch_threads())
+    return {name: n for name in THREAD_VARS}
+
+
 def set_torch_threads(n: int | None = None) -> int:
-    """torch.set_num_threads(n or `torch_threads()`); returns the count set. Called where a process
-    starts its work (notebook parameters, the pipeline and lab entry points)."""
+    """torch.set_num_threads(n or `torch_threads()`); returns the count set. Called by
+    `resolve_params`, where every notebook starts."""
     import torch
 
     n = torch_threads() if n is None else n

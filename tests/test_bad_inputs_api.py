@@ -16,7 +16,7 @@ from dlink import cache, gap, stats
 from dlink.baselines import make_bridge
 from dlink.bridge import Bridge, synthetic_gap_pairs
 from dlink.captioner import CaptionerConfig, PrefixCaptioner
-from dlink.device import _cgroup_quota, set_torch_threads, torch_threads, usable_cpus
+from dlink.device import THREAD_VARS, _cgroup_quota, set_torch_threads, thread_env, torch_threads, usable_cpus
 from dlink.embedded_clap import EmbeddedClapConfig
 from dlink.profiles import resolve_params
 from dlink.tables import _aggregate
@@ -319,16 +319,42 @@ def test_cgroup_quota(tmp_path, files, quota):
 
 
 def test_thread_policy(monkeypatch):
+    for name in THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DLINK_THREADS", "3")
     assert torch_threads() == 3
+    assert thread_env() == dict.fromkeys(THREAD_VARS, "3")
     monkeypatch.setenv("DLINK_THREADS", "zero")
     with pytest.raises(ValueError, match="DLINK_THREADS='zero'"):
         torch_threads()
     monkeypatch.delenv("DLINK_THREADS")
     monkeypatch.setattr("dlink.device.usable_cpus", lambda: 4)
     assert torch_threads() == 3
+    assert thread_env() == dict.fromkeys(THREAD_VARS, "3")
+    monkeypatch.setattr("dlink.device.usable_cpus", lambda: 2)
+    assert torch_threads() == 1  # a 2-core machine: one thread, as under OMP_NUM_THREADS=1
     monkeypatch.setattr("dlink.device.usable_cpus", lambda: 1)
     assert torch_threads() == 1
+
+
+@pytest.mark.parametrize(("omp", "n"), [("1", 1), ("3", 3), ("4,2", 4), (" 2 ", 2)])
+def test_explicit_omp_num_threads_is_kept(monkeypatch, omp, n):
+    monkeypatch.delenv("DLINK_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr("dlink.device.usable_cpus", lambda: 8)
+    assert torch_threads() == n
+    assert thread_env() == {}  # the user's count stands; the pipeline exports nothing
+
+
+@pytest.mark.parametrize("omp", ["0", "two", "-1", ",4"])
+def test_bad_omp_num_threads(monkeypatch, omp):
+    monkeypatch.delenv("DLINK_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS="):
+        torch_threads()
+
+
+def test_set_torch_threads():
     with pytest.raises(ValueError, match="threads=0"):
         set_torch_threads(0)
     before = torch.get_num_threads()
