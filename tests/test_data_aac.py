@@ -5,7 +5,13 @@ from __future__ import annotations
 import paper_fixtures as F
 import pytest
 
-from dlink import data
+from dlink import data, paths
+
+
+@pytest.fixture(autouse=True)
+def _scratch_cache(tmp_path, monkeypatch):
+    """load_split keeps its audio checks under paths.CACHE: a scratch one, not the checkout's."""
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
 
 
 @pytest.mark.parametrize("layout", ["v1", "v2", "flat"])
@@ -97,6 +103,65 @@ def test_missing_and_undecodable_audio_is_counted_listed_and_bounded(tmp_path):
         ValueError, match=r"2 of 10 clips \(20%\) have missing or unreadable audio.*max_missing=10%"
     ):
         data.load_split("val", dataset="audiocaps", root=tmp_path, max_missing=0.1)
+
+
+def sf_frames(path) -> int:
+    import soundfile as sf
+
+    return sf.info(str(path)).frames
+
+
+def _damage(path, how: str) -> None:
+    """Keep `path`'s valid WAV header, spoil its samples."""
+    import numpy as np
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32")
+    if how == "nan":  # a float WAV whose data chunk holds NaN: the header is fine, no sample is
+        sf.write(str(path), np.full_like(x, np.nan), sr, subtype="FLOAT")
+    elif how == "silent":
+        sf.write(str(path), np.zeros_like(x), sr)
+    elif how == "short":  # the header says so honestly: 10 ms, under load_audio's 0.1 s
+        sf.write(str(path), x[: sr // 100], sr)
+
+
+def test_damaged_content_behind_a_valid_header_is_skipped_not_fatal(tmp_path):
+    from dlink import experiment
+
+    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 10), seconds=0.2)
+    audio = root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation"
+    files = sorted(audio.iterdir())
+    for f, how in zip(files[:3], ("nan", "silent", "short"), strict=True):
+        _damage(f, how)
+        assert sf_frames(f) > 0  # the header alone passes
+    with pytest.warns(UserWarning, match=r"clotho test .*skipping 3 of 10 clips \(30.0%\)"):
+        test = data.load_split("test", dataset="clotho", root=root, max_missing=0.5)
+    assert len(test) == 7
+    reasons = {s["audio"]: s["reason"] for s in test.attrs["skipped"]}
+    assert list(reasons) == [str(f) for f in files[:3]]
+    assert all(r.startswith("undecodable: ") for r in reasons.values())
+    assert "NaN or inf" in reasons[str(files[0])] and "silent" in reasons[str(files[1])]
+    for path in test["audio"]:  # what feature extraction reads: every kept clip loads
+        data.load_audio(path)
+    out = experiment._write_skipped(tmp_path / "skipped_audio_clotho.csv", {"test": test})
+    assert out.read_text().count("\ntest,") == 3
+    with pytest.raises(ValueError, match=r"3 of 10 clips \(30%\) have missing or unreadable audio"):
+        data.load_split("test", dataset="clotho", root=root, max_missing=0.2)
+
+
+def test_the_audio_check_runs_once_per_file_state(tmp_path, monkeypatch):
+    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 3), seconds=0.2)
+    assert len(data.load_split("test", dataset="clotho", root=root)) == 3
+    calls = []
+    real = data._unreadable
+    monkeypatch.setattr(data, "_unreadable", lambda p: calls.append(p) or real(p))
+    assert len(data.load_split("test", dataset="clotho", root=root)) == 3 and calls == []
+    # a file rewritten since (size or mtime changed) is checked again, here found damaged
+    victim = sorted((root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation").iterdir())[0]
+    _damage(victim, "nan")
+    with pytest.warns(UserWarning, match="skipping 1 of 3"):
+        assert len(data.load_split("test", dataset="clotho", root=root, max_missing=0.5)) == 2
+    assert len(calls) == 3
 
 
 def test_the_skipped_list_is_written_beside_the_results(tmp_path):
