@@ -618,6 +618,7 @@ def load_split(
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    check_max_missing(max_missing)
     if dataset == "embedded":
         folder = _dataset_dir(size, seed, root)
         if not _is_complete(folder):
@@ -872,6 +873,19 @@ def _audio_reasons(files: list[str]) -> list[str | None]:
     with contextlib.suppress(OSError):  # a read-only cache costs the check next time, nothing else
         write_json(paths.ensure(path.parent) / path.name, {"reasons": reasons})
     return reasons
+
+
+def check_max_missing(value) -> None:
+    """ValueError naming `max_missing` unless it is a share of a split, 0 <= value < 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 <= value < 1
+    ):
+        raise ValueError(
+            f"max_missing={value!r} must be a number with 0 <= max_missing < 1: the share of a split's "
+            f"clips whose audio may be missing or unreadable before loading stops (default {MAX_MISSING})"
+        )
 
 
 def _check_skipped(skipped: list[dict], n: int, max_missing: float, what: str) -> None:

@@ -172,6 +172,8 @@ class Params:
     clap_amodel: str = "HTSAT-tiny"
     clap_fusion: bool = False
     audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
+    # share of a split's clips whose audio may be missing or unreadable (None: dlink.data.MAX_MISSING)
+    max_missing: float | None = None
 
     @property
     def laion_options(self) -> dict[str, Any]:
@@ -220,6 +222,7 @@ class Params:
             "clap_amodel": self.clap_amodel,
             "clap_fusion": self.clap_fusion,
             "audiocaps_version": self.audiocaps_version,
+            "max_missing": self.max_missing,
         }
 
     def __str__(self) -> str:
@@ -435,6 +438,7 @@ def resolve_params(
     clap_amodel: str = "HTSAT-tiny",
     clap_fusion: bool = False,
     audiocaps_version: str | None = None,
+    max_missing: float | None = None,
     **unknown: Any,
 ) -> Params:
     """Validate a notebook's parameters all at once and return them with the profile.
@@ -443,13 +447,16 @@ def resolve_params(
     valid choices, missing checkpoint or data folder with how to get it, bad seeds, unknown
     parameter names - papermill itself only warns about those). Relative paths are taken
     against the current directory; errors show the absolute path that was tried.
-    `lm` (None = the profile's decoder) replaces the profile's `lm`.
+    `lm` (None = the profile's decoder) replaces the profile's `lm`. `max_missing` (AudioCaps /
+    Clotho; None = dlink.data.MAX_MISSING): the share of a split's clips whose audio may be missing
+    or unreadable before loading stops.
     """
     errors: list[str] = []
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version"
+            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version, "
+            "max_missing"
         )
     try:
         prof = get_profile(profile)
@@ -463,6 +470,18 @@ def resolve_params(
             f"audiocaps_version={audiocaps_version!r}: expected 'v1' (AudioCaps 1) or 'v2' (AudioCaps 2.0), "
             "with dataset='audiocaps' only (None = v1)"
         )
+    if max_missing is not None:
+        from dlink.data import check_max_missing  # late: resolving parameters stays light otherwise
+
+        try:
+            check_max_missing(max_missing)
+        except ValueError as e:
+            errors.append(str(e))
+        if dataset not in ("audiocaps", "clotho"):
+            errors.append(
+                f"max_missing={max_missing!r} applies to dataset='audiocaps' or 'clotho' (their audio "
+                f"can be missing); dataset={dataset!r} has none to skip"
+            )
     ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
     lm_value = _check_lm(lm, errors)
 
@@ -486,6 +505,7 @@ def resolve_params(
         clap_amodel=clap_amodel,
         clap_fusion=clap_fusion,
         audiocaps_version=audiocaps_version,
+        max_missing=max_missing,
     )
 
 

@@ -226,3 +226,37 @@ def test_a_truncated_wav_warns(tmp_path):
     ):
         x = data.load_audio(f)
     assert 0.45 < len(x) / 32000 < 0.55
+
+
+@pytest.mark.parametrize("bad", [1, 1.0, -0.1, 2, float("nan"), "0.2", True, None])
+def test_max_missing_is_a_share_below_one(tmp_path, bad):
+    from dlink.profiles import resolve_params
+
+    root = F.make_clotho(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    with pytest.raises(ValueError, match=rf"max_missing={bad!r} must be a number with 0 <= max_missing < 1"):
+        data.load_split("test", dataset="clotho", root=root, max_missing=bad)
+    if bad is not None:  # None is resolve_params' "the loader's default"
+        with pytest.raises(ValueError, match=r"invalid notebook parameters:\n.*max_missing="):
+            resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=bad)
+
+
+def test_max_missing_reaches_the_loader_from_the_run_parameters(tmp_path, monkeypatch):
+    from dlink import experiment
+    from dlink.profiles import resolve_params
+
+    monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")  # the cache: _scratch_cache
+    root = F.make_clotho(tmp_path / "clotho", counts=(4, 4, 4), seconds=0.2)
+    (root / "CLOTHO_v2.1" / "clotho_audio_files" / "development" / "development clip 00.wav").unlink()
+    assert resolve_params(profile="smoke", dataset="clotho", data_root=str(root)).max_missing is None
+    with pytest.raises(ValueError, match=r"1 of 4 clips \(25%\).*max_missing=20%"):
+        experiment.splits(resolve_params(profile="smoke", dataset="clotho", data_root=str(root)))
+    P = resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=0.3)
+    assert P.max_missing == 0.3 and P.as_dict()["max_missing"] == 0.3
+    with pytest.warns(UserWarning, match="skipping 1 of 4"):
+        assert len(experiment.splits(P)["train"]) == 3
+    assert (
+        "train,development clip 00.wav,"
+        in (tmp_path / "results" / P.label / "skipped_audio_clotho.csv").read_text()
+    )
+    with pytest.raises(ValueError, match="max_missing=0.3 applies to dataset='audiocaps' or 'clotho'"):
+        resolve_params(profile="smoke", max_missing=0.3)
