@@ -205,14 +205,6 @@ EDITS = {
 }
 
 
-@pytest.mark.parametrize("case", list(EDITS))
-def test_edited_ridge_checkpoint(ridge_ck, case):
-    fields, match = EDITS[case]
-    _edit(ridge_ck, **fields)
-    with pytest.raises(ValueError, match=match):
-        Bridge.load(ridge_ck)
-
-
 DLINK_EDITS = {
     "dim=8": ({"dim": 8}, r"tensor 'net\..*' has shape .* config.json \(dim=8"),
     "width=7": ({"config": {"width": 7}}, r"tensor 'net\..*' has shape"),
@@ -223,12 +215,16 @@ DLINK_EDITS = {
 }
 
 
-@pytest.mark.parametrize("case", list(DLINK_EDITS))
-def test_edited_diffusion_link_checkpoint(dlink_ck, case):
-    fields, match = DLINK_EDITS[case]
-    _edit(dlink_ck, **fields)
+@pytest.mark.parametrize(
+    ("checkpoint", "case"),
+    [("ridge_ck", c) for c in EDITS] + [("dlink_ck", c) for c in DLINK_EDITS],
+)
+def test_edited_checkpoint(request, checkpoint, case):
+    fields, match = (DLINK_EDITS if checkpoint == "dlink_ck" else EDITS)[case]
+    folder = request.getfixturevalue(checkpoint)
+    _edit(folder, **fields)
     with pytest.raises(ValueError, match=match):
-        Bridge.load(dlink_ck)
+        Bridge.load(folder)
 
 
 def test_checkpoint_check_draws_no_random_numbers(dlink_ck):
