@@ -26,6 +26,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def _check_folder_target(folder: Path) -> None:
+    """A checkpoint folder is swapped in by rename: it cannot be the working directory (or a root),
+    nor be a file, nor sit under a file."""
+    if folder.resolve() in (Path.cwd().resolve(), Path(folder.resolve().anchor)) or folder.name in (
+        "",
+        ".",
+        "..",
+    ):
+        raise ValueError(
+            f"checkpoint folder {str(folder)!r} must be a new or checkpoint sub-folder, not '.' or '..'"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint folder {folder} is an existing file; choose a folder path")
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"checkpoint folder {folder} lies under {parent}, which is a file, not a folder"
+                )
+            break
+
+
 def path_under(base: str | os.PathLike, stem, arg: str) -> Path:
     """`base / stem` for a relative `stem`, which must stay inside `base` ("../x" is refused with a
     ValueError naming `arg`); an absolute `stem` is the caller's explicit choice and used as is."""
@@ -94,6 +116,7 @@ def save_checkpoint(folder: str | os.PathLike, config: dict, tensors: dict) -> P
                 "materialise the model (e.g. .to_empty(device='cpu') and load weights) before saving"
             )
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    _check_folder_target(folder)
     given = folder
     if folder.is_symlink():
         folder = folder.resolve()  # swap the folder it points to, not the link

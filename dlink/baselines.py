@@ -30,6 +30,8 @@ from dlink.bridge import (
     as_pair,
     as_val,
     check_config,
+    is_int,
+    is_number,
     to_output,
     unit_rows,
 )
@@ -63,6 +65,11 @@ class MeanShiftConfig:
     # renormalize=False returns the shifted vectors as they are (not unit norm): only for checking
     renormalize: bool = True
 
+    def __post_init__(self):
+        check_config(
+            [(isinstance(self.renormalize, bool), f"renormalize={self.renormalize!r} must be True or False")]
+        )
+
 
 class MeanShift(Bridge):
     """e -> normalize(e - mean(audio_train) + mean(text_train)) (C3 / WSAC embedding shift)."""
@@ -83,6 +90,9 @@ class MeanShift(Bridge):
     def _state(self):
         return {"audio_mean": self.audio_mean, "text_mean": self.text_mean}
 
+    def _expected_state(self):
+        return {"audio_mean": (self.dim,), "text_mean": (self.dim,)}
+
     def _set_state(self, tensors, device=None):
         self.audio_mean, self.text_mean = tensors["audio_mean"], tensors["text_mean"]
 
@@ -94,10 +104,19 @@ class ProjectionConfig:
     chunk: int = 4096
 
     def __post_init__(self):
-        if self.k is not None and self.k < 1:
-            raise ValueError(f"k={self.k} must be >= 1 or None")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
+        check_config(
+            [
+                (
+                    self.k is None or (is_int(self.k) and self.k >= 1),
+                    f"k={self.k!r} must be an int >= 1 or None",
+                ),
+                (
+                    is_number(self.temperature) and self.temperature > 0,
+                    f"temperature={self.temperature!r} must be a finite number > 0",
+                ),
+                (is_int(self.chunk) and self.chunk >= 1, f"chunk={self.chunk!r} must be an int >= 1"),
+            ]
+        )
 
 
 class Projection(Bridge):
@@ -126,6 +145,14 @@ class Projection(Bridge):
     def _state(self):
         return {"bank": self.bank}
 
+    def _check_state(self, tensors, folder):
+        bank = tensors.get("bank")
+        if bank is None or bank.ndim != 2 or bank.shape[1] != self.dim:
+            shape = None if bank is None else tuple(bank.shape)
+            raise ValueError(
+                f"{folder}: tensor 'bank' is {shape} but config.json implies (N, dim={self.dim})"
+            )
+
     def _set_state(self, tensors, device=None):
         self.bank = tensors["bank"]
 
@@ -137,10 +164,20 @@ class RidgeConfig:
     lambdas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 
     def __post_init__(self):
-        if self.lam is not None and self.lam < 0:
-            raise ValueError(f"lam={self.lam} must be >= 0")
-        if not self.lambdas or min(self.lambdas) < 0:
-            raise ValueError(f"lambdas={self.lambdas} must be non-empty and >= 0")
+        check_config(
+            [
+                (
+                    self.lam is None or (is_number(self.lam) and self.lam >= 0),
+                    f"lam={self.lam!r} must be None or a finite number >= 0",
+                ),
+                (
+                    isinstance(self.lambdas, (tuple, list))
+                    and len(self.lambdas) > 0
+                    and all(is_number(v) and v >= 0 for v in self.lambdas),
+                    f"lambdas={self.lambdas!r} must be a non-empty list of finite numbers >= 0",
+                ),
+            ]
+        )
         self.lambdas = tuple(float(v) for v in self.lambdas)
 
 
@@ -152,6 +189,12 @@ class Ridge(Bridge):
 
     @staticmethod
     def _solve(a, t, lam):
+        if lam == 0 and a.shape[0] <= a.shape[1]:
+            # the centred Gram matrix has rank <= N - 1 < D: singular, the solve returns noise
+            raise ValueError(
+                f"ridge with lam=0 needs more training pairs than dimensions; got N={a.shape[0]}, "
+                f"D={a.shape[1]}: set lam > 0 (or leave lam=None to choose it on validation)"
+            )
         am, tm = a.mean(0), t.mean(0)
         ac, tc = (a - am).double(), (t - tm).double()
         w = torch.linalg.solve(ac.T @ ac + lam * torch.eye(a.shape[1], dtype=torch.float64), ac.T @ tc)
@@ -182,6 +225,10 @@ class Ridge(Bridge):
 
     def _state(self):
         return {"w": self.w, "audio_mean": self.audio_mean, "text_mean": self.text_mean, "lam": self.lam}
+
+    def _expected_state(self):
+        d = self.dim
+        return {"w": (d, d), "audio_mean": (d,), "text_mean": (d,), "lam": ()}
 
     def _set_state(self, tensors, device=None):
         self.w, self.audio_mean, self.text_mean = tensors["w"], tensors["audio_mean"], tensors["text_mean"]
@@ -242,7 +289,7 @@ class ConditionalPriorConfig(DiffusionConfig):
                     f"conditioning={self.conditioning!r} must be 'film' or 'concat'",
                 ),
                 (
-                    isinstance(self.steps, int) and self.steps >= 1,
+                    is_int(self.steps) and self.steps >= 1,
                     f"steps={self.steps!r} must be an int >= 1",
                 ),
             ]

@@ -291,6 +291,7 @@ class Bridge:
         meta, tensors = _io.load_checkpoint(folder)
         if not isinstance(meta, dict) or not {"bridge", "dim", "config"} <= set(meta):
             raise ValueError(f"{folder}/config.json is not a bridge checkpoint (needs bridge, dim, config)")
+        _check_meta(meta, folder)
         name = meta["bridge"]
         if name not in BRIDGES:
             raise ValueError(
@@ -301,11 +302,62 @@ class Bridge:
             raise ValueError(
                 f"{folder} holds a {sub.__name__}, not a {cls.__name__}; load it with {sub.__name__}.load"
             )
-        obj = sub(**meta["config"], **meta.get("train", {}))
+        try:
+            obj = sub(**meta["config"], **meta.get("train", {}))
+        except ValueError as e:
+            raise ValueError(f"{folder}/config.json: {e}") from e
         obj.dim = int(meta["dim"])
         obj.history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        obj._check_state(tensors, folder)
         obj._set_state(tensors, device=device)
         return obj
+
+    def _expected_state(self) -> dict[str, tuple[int, ...]]:
+        """Tensor name -> shape this bridge's `_set_state` needs for its config and `dim`; a name
+        absent here is not checked (its size depends on the training data)."""
+        return {}
+
+    def _check_state(self, tensors: dict, folder) -> None:
+        """Weights against config.json before any is loaded: a missing tensor or a shape that does
+        not fit `dim` / the config is named, instead of failing inside torch."""
+        for key, shape in self._expected_state().items():
+            if key not in tensors:
+                raise ValueError(f"{folder}/model.safetensors lacks tensor {key!r} that a {self.name} needs")
+            if tuple(tensors[key].shape) != tuple(shape):
+                raise ValueError(
+                    f"{folder}: tensor {key!r} has shape {tuple(tensors[key].shape)} but config.json "
+                    f"(dim={self.dim}, config) implies {tuple(shape)}; the config was edited or belongs to other weights"
+                )
+
+
+def _check_meta(meta: dict, folder) -> None:
+    """config.json's fields, typed, before they build anything."""
+    check_config(
+        [
+            (
+                isinstance(meta["bridge"], str),
+                f"{folder}/config.json: bridge={meta['bridge']!r} must be a name",
+            ),
+            (
+                is_int(meta["dim"]) and meta["dim"] >= 1,
+                f"{folder}/config.json: dim={meta['dim']!r} must be an int >= 1",
+            ),
+            (isinstance(meta["config"], dict), f"{folder}/config.json: config must be an object of fields"),
+            (
+                isinstance(meta.get("train", {}), dict),
+                f"{folder}/config.json: train must be an object of fields",
+            ),
+            (
+                isinstance(meta.get("history", {}), dict)
+                and all(
+                    isinstance(v, list)
+                    and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                    for v in meta.get("history", {}).values()
+                ),
+                f"{folder}/config.json: history must map each loss name to a list of numbers",
+            ),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- geometry
@@ -564,6 +616,9 @@ class DenoiserBridge(Bridge):
         if a.shape[0] < 2:
             raise ValueError(f"need at least 2 pairs to train, got {a.shape[0]}")
         val = as_val(val, a.shape[1])
+        if val is not None and val[0].shape[0] < 2:
+            # the validation loss is taken over pairs (topology term): one pair would score 0 and stop training
+            raise ValueError(f"val needs at least 2 pairs, got {val[0].shape[0]}; pass more or val=None")
         dev = _device(device)
         self.dim, self.device = a.shape[1], dev
         self.space.fit(a, t)
@@ -599,6 +654,11 @@ class DenoiserBridge(Bridge):
 
     def _state(self):
         return {**{f"net.{k}": v for k, v in self.net.state_dict().items()}, **self.space.state()}
+
+    def _expected_state(self):
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no values, no RNG draws
+            shapes = {f"net.{k}": tuple(v.shape) for k, v in self._make_net(self.dim).state_dict().items()}
+        return {**shapes, "text_mean": (self.dim,), "audio_mean": (self.dim,), "radius": ()}
 
     def _set_state(self, tensors, device=None):
         self.space.load_state(tensors, self.dim)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -83,5 +84,10 @@ def cached(
     arr = np.asarray(compute())
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # read-only or full cache folder: the computed result is still good
+        warnings.warn(
+            f"could not write the cache entry {path} ({e}); returning the result uncached", stacklevel=2
+        )
     return arr

@@ -440,9 +440,9 @@ class PrefixCaptioner:
         for b in tqdm(
             range(0, x.shape[0], batch_size), desc=f"captioning (beams={beams})", disable=not progress
         ):
-            ids = self.decode_ids(
-                self._context(self._prepare(x[b : b + batch_size]).to(self.device)), beams, max_new
-            )
+            ctx = self._context(self._prepare(x[b : b + batch_size]).to(self.device))
+            self._check_length(ctx.shape[1], max_new)
+            ids = self.decode_ids(ctx, beams, max_new)
             out += [clean_caption(self._text(i)) for i in ids]
         return out
 
@@ -473,6 +473,17 @@ class PrefixCaptioner:
         if self.projector is not None:
             self.projector.to(self.device)
         return self
+
+    def _check_length(self, context: int, max_new: int) -> None:
+        """The LM's position table bounds context + new tokens; past it torch fails with an index error."""
+        cfg = self.lm.config
+        limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        if limit and context + max_new > limit:
+            raise ValueError(
+                f"max_new_tokens={max_new} does not fit: the LM holds {limit} positions and the context takes "
+                f"{context}; use max_new_tokens <= {limit - context} (this captioner was built for "
+                f"{self.config.max_new_tokens})"
+            )
 
     def _require_trained(self):
         if self.projector is None:

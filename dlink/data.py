@@ -612,12 +612,13 @@ def load_split(
     AudioCaps: `audiocaps_version` "v1" | "v2" picks the captions when both are there (None: v1,
     with a warning); audio may also be audio_<sr>Hz/<split>/ or audio/<split>/ with files
     <ytid>_<start>, Y<ytid> or <ytid> (.flac / .wav). Clotho: also the DCASE layout (see
-    `_clotho_paths`). A file name that leaves `root` is an error. Clips whose audio is absent are
-    skipped with a warning and listed in `df.attrs["skipped"]`; more than `max_missing` (a share of
-    the split) stops with ValueError.
+    `_clotho_paths`). A file name that leaves `root` is an error. Clips whose audio is absent or does
+    not decode to a usable clip (`_unreadable`) are skipped with a warning and listed in
+    `df.attrs["skipped"]`; more than `max_missing` (a share of the split) stops with ValueError.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    check_max_missing(max_missing)
     if dataset == "embedded":
         folder = _dataset_dir(size, seed, root)
         if not _is_complete(folder):
@@ -807,7 +808,7 @@ def _load_aac(
     out = pd.DataFrame(rows)
     if out.empty:
         raise ValueError(f"{csv_path} lists no clips")
-    reasons = [_unreadable(Path(a)) for a in out["audio"]]
+    reasons = _audio_reasons(list(out["audio"]))
     if all(r == "missing" for r in reasons):
         raise _aac_missing(audio_dir / "<audio files named in the CSV>", dataset, split, root)
     skipped = [
@@ -827,8 +828,11 @@ def _load_aac(
 
 
 def _unreadable(path: Path) -> str | None:
-    """Why `path` cannot be used as a clip ("missing", "undecodable: ..."), or None. Reads the header
-    only, so a split of 50k clips is checked in seconds; extraction then never meets a bad file."""
+    """Why `path` cannot be used as a clip ("missing", "undecodable: ..."), or None. The whole file
+    is decoded at its own rate and given `load_audio`'s checks (finite, long enough, not silent), so
+    a file with a valid header but damaged samples is left out here, with the missing ones, instead
+    of stopping feature extraction half way. That costs one decode per file (`_audio_reasons` keeps
+    the answer until the file changes)."""
     if not path.is_file():
         return "missing"
     import soundfile as sf
@@ -837,7 +841,51 @@ def _unreadable(path: Path) -> str | None:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError variants
         return f"undecodable: {e}"
-    return None if info.frames > 0 else "undecodable: no samples"
+    if info.frames <= 0:
+        return "undecodable: no samples"
+    try:
+        with warnings.catch_warnings():
+            # a truncated WAV is still a clip: load_audio warns when extraction reads it
+            warnings.simplefilter("ignore")
+            load_audio(path, sr=info.samplerate)
+    except (ValueError, OSError, MemoryError) as e:
+        return f"undecodable: {e}"
+    return None
+
+
+def _audio_reasons(files: list[str]) -> list[str | None]:
+    """`_unreadable` of every file, kept under data/cache/audio_checks per list of (path, size,
+    mtime), so each notebook that loads the split does not decode every clip again."""
+    stamps = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            stamps.append(f"{f}\0{st.st_size}\0{st.st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{f}\0-")
+    key = hashlib.sha256("\n".join([code_hash("data.py"), *stamps]).encode()).hexdigest()
+    path = paths.CACHE / "audio_checks" / f"{key}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # absent or damaged: check again
+        reasons = read_json(path)["reasons"]
+        if isinstance(reasons, list) and len(reasons) == len(files):
+            return reasons
+    reasons = [_unreadable(Path(f)) for f in files]
+    with contextlib.suppress(OSError):  # a read-only cache costs the check next time, nothing else
+        write_json(paths.ensure(path.parent) / path.name, {"reasons": reasons})
+    return reasons
+
+
+def check_max_missing(value) -> None:
+    """ValueError naming `max_missing` unless it is a share of a split, 0 <= value < 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 <= value < 1
+    ):
+        raise ValueError(
+            f"max_missing={value!r} must be a number with 0 <= max_missing < 1: the share of a split's "
+            f"clips whose audio may be missing or unreadable before loading stops (default {MAX_MISSING})"
+        )
 
 
 def _check_skipped(skipped: list[dict], n: int, max_missing: float, what: str) -> None:

@@ -205,6 +205,34 @@ class EmbeddedClapConfig:
     init_temperature: float = 0.07
     seed: int = 0
 
+    def __post_init__(self):
+        def num(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def pos_int(v):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+        checks = [
+            (
+                self.audio_tower in _AUDIO_TOWERS,
+                f"audio_tower={self.audio_tower!r} must be one of {sorted(_AUDIO_TOWERS)}",
+            )
+        ]
+        checks += [(pos_int(getattr(self, f)), f"{f}={getattr(self, f)!r} must be an int >= 1")
+                   for f in ("audio_in", "text_in", "dim", "hidden", "batch_size", "max_epochs", "patience")]  # fmt: skip
+        checks += [
+            (num(self.dropout) and 0 <= self.dropout < 1, f"dropout={self.dropout!r} must be a number in [0, 1)"),
+            (num(self.lr) and self.lr > 0, f"lr={self.lr!r} must be a finite number > 0"),
+            (num(self.weight_decay) and self.weight_decay >= 0, f"weight_decay={self.weight_decay!r} must be >= 0"),
+            (num(self.init_temperature) and self.init_temperature > 0,
+             f"init_temperature={self.init_temperature!r} must be a finite number > 0"),
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
+             f"seed={self.seed!r} must be an int >= 0"),
+        ]  # fmt: skip
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"EmbeddedClapConfig: {msg}")
+
 
 def _heads(cfg: EmbeddedClapConfig):
     import torch

@@ -83,8 +83,10 @@ def splits(P) -> dict:
         out = {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
     else:
         version = getattr(P, "audiocaps_version", None)
+        share = getattr(P, "max_missing", None)
+        bound = {} if share is None else {"max_missing": share}
         out = {
-            s: data.load_split(s, dataset=P.dataset, root=P.data_root, audiocaps_version=version)
+            s: data.load_split(s, dataset=P.dataset, root=P.data_root, audiocaps_version=version, **bound)
             for s in SPLITS
         }
         _write_skipped(results_dir(P) / f"skipped_audio_{P.dataset}.csv", out)

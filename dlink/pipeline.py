@@ -14,6 +14,10 @@ What a run does:
 - the kernel is "python3" resolved to the interpreter running this module (the project's
   .venv when started by run_all.sh), with that interpreter's bin/ first on PATH, and
   DLINK_PROFILE=<profile> in its environment (so `profile = None` in a notebook means this run's).
+- threads: unless OMP_NUM_THREADS is set, the kernel gets OMP_NUM_THREADS, MKL_NUM_THREADS and
+  OPENBLAS_NUM_THREADS = dlink.device.torch_threads() (usable CPUs less one, or $DLINK_THREADS),
+  so torch and numpy's BLAS use one count and a default run computes what a run under
+  OMP_NUM_THREADS=<that count> computes; each done marker records the three values.
 - `-p NAME VALUE` is checked against each notebook's parameters cell before anything runs
   (papermill alone only warns about unknown names), and values of resolve_params' arguments
   (dataset, encoder, seeds, ...) are validated by it up front; a name goes only to the
@@ -76,6 +80,7 @@ from typing import Any
 from dlink import _progress, paths
 from dlink._io import atomic_write_text, read_json, write_json
 from dlink.cache import code_hash
+from dlink.device import THREAD_VARS, thread_env
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL_NAME = "python3"
@@ -387,16 +392,20 @@ def check_checkout(started_from: str | os.PathLike | None = None) -> None:
 
 @contextlib.contextmanager
 def _kernel_env(profile: str):
-    """Environment the kernel inherits: this interpreter first on PATH, DLINK_PROFILE set, and this
+    """Environment the kernel inherits: this interpreter first on PATH, DLINK_PROFILE set, this
     dlink first on PYTHONPATH (the kernel runs in notebooks/, where an editable install of another
-    checkout would otherwise win)."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE", "PYTHONPATH")}
+    checkout would otherwise win), and one thread count for torch and numpy's BLAS
+    (`dlink.device.thread_env`: set only where OMP_NUM_THREADS is not), so a default run computes
+    what a run under OMP_NUM_THREADS=<that count> computes."""
+    threads = thread_env()
+    saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE", "PYTHONPATH", *threads)}
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ["DLINK_PROFILE"] = profile
     package_parent = str(Path(__file__).resolve().parent.parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, saved["PYTHONPATH"]) if p)
+    os.environ.update(threads)
     try:
-        yield
+        yield threads
     finally:
         for k, v in saved.items():
             if v is None:
@@ -442,7 +451,9 @@ def run_pipeline(
     result = PipelineResult()
     before = _snapshot(watch)
     try:
-        with _run_lock(Path(runs_dir)), _kernel_env(profile):
+        with _run_lock(Path(runs_dir)), _kernel_env(profile) as exported:
+            n, how = os.environ["OMP_NUM_THREADS"], "set for the kernels" if exported else "as set"
+            log(f"[pipeline] CPU threads for torch and BLAS: OMP_NUM_THREADS={n} ({how})")
             for nb in selected:
                 _run_step(nb, notebooks, routed[nb], profile, run_dir, force, progress, watch, log, result)
     except NotebookFailed as e:
@@ -493,7 +504,8 @@ def _run_step(nb, notebooks, nb_params, profile, run_dir, force, progress, watch
     # content hashes, not names: a truncated or hand-edited result must not count as up to date
     outputs = {str(p): _file_hash(p) for p, st in sorted(_snapshot(watch).items()) if before.get(p) != st}
     write_json(marker, {"notebook": nb.name, "key": key, "profile": profile, "parameters": nb_params,
-                        "seconds": round(seconds, 2), "completed_at": done_at, "outputs": outputs})  # fmt: skip
+                        "seconds": round(seconds, 2), "completed_at": done_at, "outputs": outputs,
+                        "threads": {k: os.environ.get(k) for k in THREAD_VARS}})  # fmt: skip
     log(f"[pipeline] {nb.stem}: done in {_fmt_time(seconds)} -> {out}")
     result.steps.append(StepResult(nb.stem, "ran", seconds, out))
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlink.device import resolve_device
+from dlink.device import resolve_device, set_torch_threads
 
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
@@ -172,6 +172,8 @@ class Params:
     clap_amodel: str = "HTSAT-tiny"
     clap_fusion: bool = False
     audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
+    # share of a split's clips whose audio may be missing or unreadable (None: dlink.data.MAX_MISSING)
+    max_missing: float | None = None
 
     @property
     def laion_options(self) -> dict[str, Any]:
@@ -220,6 +222,7 @@ class Params:
             "clap_amodel": self.clap_amodel,
             "clap_fusion": self.clap_fusion,
             "audiocaps_version": self.audiocaps_version,
+            "max_missing": self.max_missing,
         }
 
     def __str__(self) -> str:
@@ -296,6 +299,14 @@ def _absolute(value: str | os.PathLike, base: Path | None = None) -> Path:
     """`value` as an absolute, normalised path (relative ones joined to `base`, default the cwd)."""
     path = Path(value).expanduser()
     return Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
+
+
+def _path_param(name: str, value, errors: list[str]):
+    """A path parameter as given, or None (with an error) when it is not a non-empty path."""
+    if value is None or (isinstance(value, (str, os.PathLike)) and str(value).strip()):
+        return value
+    errors.append(f"{name} must be a file or folder path (str) or None; got {value!r}")
+    return None
 
 
 def _is_local_lm(lm: str, base: Path | None = None) -> bool:
@@ -427,6 +438,7 @@ def resolve_params(
     clap_amodel: str = "HTSAT-tiny",
     clap_fusion: bool = False,
     audiocaps_version: str | None = None,
+    max_missing: float | None = None,
     **unknown: Any,
 ) -> Params:
     """Validate a notebook's parameters all at once and return them with the profile.
@@ -435,13 +447,16 @@ def resolve_params(
     valid choices, missing checkpoint or data folder with how to get it, bad seeds, unknown
     parameter names - papermill itself only warns about those). Relative paths are taken
     against the current directory; errors show the absolute path that was tried.
-    `lm` (None = the profile's decoder) replaces the profile's `lm`.
+    `lm` (None = the profile's decoder) replaces the profile's `lm`. `max_missing` (AudioCaps /
+    Clotho; None = dlink.data.MAX_MISSING): the share of a split's clips whose audio may be missing
+    or unreadable before loading stops.
     """
     errors: list[str] = []
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version"
+            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version, "
+            "max_missing"
         )
     try:
         prof = get_profile(profile)
@@ -455,6 +470,18 @@ def resolve_params(
             f"audiocaps_version={audiocaps_version!r}: expected 'v1' (AudioCaps 1) or 'v2' (AudioCaps 2.0), "
             "with dataset='audiocaps' only (None = v1)"
         )
+    if max_missing is not None:
+        from dlink.data import check_max_missing  # late: resolving parameters stays light otherwise
+
+        try:
+            check_max_missing(max_missing)
+        except ValueError as e:
+            errors.append(str(e))
+        if dataset not in ("audiocaps", "clotho"):
+            errors.append(
+                f"max_missing={max_missing!r} applies to dataset='audiocaps' or 'clotho' (their audio "
+                f"can be missing); dataset={dataset!r} has none to skip"
+            )
     ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
     lm_value = _check_lm(lm, errors)
 
@@ -465,6 +492,7 @@ def resolve_params(
         raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
     if lm_value is not None and lm_value != prof.lm:
         prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
+    set_torch_threads()  # every notebook starts here: size torch's threads to the CPUs it may use
     return Params(
         profile=prof,
         dataset=dataset,
@@ -477,6 +505,7 @@ def resolve_params(
         clap_amodel=clap_amodel,
         clap_fusion=clap_fusion,
         audiocaps_version=audiocaps_version,
+        max_missing=max_missing,
     )
 
 
@@ -485,6 +514,7 @@ def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
     if dataset not in DATASETS:
         errors.append(f"dataset={dataset!r} is not known; valid: {', '.join(DATASETS)}")
     root = None
+    data_root = _path_param("data_root", data_root, errors)
     if dataset in ("audiocaps", "clotho"):
         if data_root is None:
             errors.append(
@@ -510,6 +540,8 @@ def _check_encoder(encoder: str, clap_ckpt, clap_tokenizer, clap_amodel, clap_fu
     if encoder not in ENCODERS:
         errors.append(f"encoder={encoder!r} is not known; valid: {', '.join(ENCODERS)}")
     ckpt = None
+    clap_ckpt = _path_param("clap_ckpt", clap_ckpt, errors)
+    clap_tokenizer = _path_param("clap_tokenizer", clap_tokenizer, errors)
     if clap_ckpt is not None:
         ckpt = _absolute(clap_ckpt)
         if encoder != "laion-clap":

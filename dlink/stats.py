@@ -36,11 +36,26 @@ def scores(values, name: str) -> np.ndarray:
     return v
 
 
+def check_args(level=0.95, n_boot=N_BOOT, seed=0) -> None:
+    """The bootstrap's settings, checked where they enter (a level of 0 or 1 is no interval)."""
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float, np.integer, np.floating))
+        or not 0 < level < 1
+    ):
+        raise ValueError(f"level={level!r} must be a number strictly between 0 and 1 (e.g. 0.95)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r} must be an int >= 1 (default {N_BOOT})")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an int >= 0")
+
+
 def draws(n_seeds: int, n_items: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(seed_idx (n_boot, n_seeds), item_idx (n_boot, n_items)): one row per replicate, with replacement.
 
     Items are drawn first, so with one seed the item draws are those of a plain item bootstrap.
     """
+    check_args(n_boot=n_boot, seed=seed)
     rng = np.random.default_rng(seed)
     items = rng.integers(0, n_items, size=(int(n_boot), n_items))
     seeds = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds))
@@ -67,8 +82,7 @@ def replicate_means(values, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
 
 def interval(boots, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of replicate values."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level}")
+    check_args(level=level)
     q = (1 - level) / 2
     return float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))
 
@@ -87,6 +101,7 @@ def bootstrap_ci(
     values, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float, float, float]:
     """(mean, lo, hi): the mean of values (n_seeds, n_items) and its seed x item bootstrap interval."""
+    check_args(level, n_boot, seed)
     v = scores(values, "values")
     return float(v.mean()), *interval(replicate_means(v, n_boot, seed), level)
 
@@ -98,6 +113,7 @@ def paired_relative_gain(
 
     with_, without: (n_seeds, n_items) scores of two rows on the same seeds and items.
     """
+    check_args(level, n_boot, seed)
     w, b = _pair(with_, without, ("with_", "without"))
     if b.mean() <= 0:
         raise ValueError("without has mean score <= 0: a relative gain is undefined")
@@ -113,6 +129,7 @@ def paired_difference(
 
     a, b: (n_seeds, n_items) scores of two rows on the same seeds and items.
     """
+    check_args(level, n_boot, seed)
     x, y = _pair(a, b, ("a", "b"))
     return float((x - y).mean()), *interval(replicate_means(x - y, n_boot, seed), level)
 

@@ -72,9 +72,11 @@ def _aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> list[dict
         key = key if isinstance(key, tuple) else (key,)
         rec: dict = dict(zip(by, key, strict=True))
         rec["n_seeds"] = len(g)
+        rec["n_finite"] = {}
         for m in metrics:
             vals = [_number(v) for v in g[m]]
             nums = [v for v in vals if v is not None]
+            rec["n_finite"][m] = len(nums)  # a NaN seed is left out of the mean: the cell says so
             if nums:
                 s = pd.Series(nums, dtype=float)
                 rec[m] = (float(s.mean()), float(s.std(ddof=1)) if len(nums) > 1 else math.nan, None)
@@ -234,6 +236,9 @@ def _markdown(groups, by, metrics, dirs, decimals: int, skip: set[int]) -> str:
         if text is not None:
             return _md_escape(text)
         s = f"{mean:.{decimals}f}" + ("" if math.isnan(std) else f" ± {std:.{decimals}f}")
+        n_ok, n = groups[i].get("n_finite", {}).get(m, groups[i]["n_seeds"]), groups[i]["n_seeds"]
+        if n_ok < n:
+            s += f" ({n_ok} of {n} seeds finite)"
         return f"**{s}**" if i in best[m] else s
 
     header = [*by, "n", *(head(m) for m in metrics)]

@@ -4,7 +4,8 @@ new results.
     python scripts/reproduce_check.py --run /tmp/dlink-fresh   # clone this commit there, run
                                                                # ./run_all.sh (default profile), compare
     python scripts/reproduce_check.py /tmp/dlink-fresh/results # compare a finished run's results/
-    OMP_NUM_THREADS=1 python scripts/reproduce_check.py --run /tmp/dlink-1t   # another thread count
+    OMP_NUM_THREADS=2 python scripts/reproduce_check.py --run /tmp/dlink-2t   # another thread count
+                                                               # (a default run on 2 cores uses 1)
 
 Training is not bitwise reproducible across machines and thread counts (round-off grows through
 training), so a rerun is judged against the variance the tables state. Every table the default run

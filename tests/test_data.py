@@ -242,7 +242,8 @@ def _tone(path, seconds=1.0):
     sf.write(path, 0.3 * np.sin(np.linspace(0, 400 * np.pi, int(32000 * seconds))).astype(np.float32), 32000)
 
 
-def test_audiocaps_loader_on_fixture(tmp_path):
+def test_audiocaps_loader_on_fixture(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")  # load_split's audio checks
     base = tmp_path / "AUDIOCAPS"
     _write_csv(
         base / "csv_files_v1" / "train.csv",
@@ -268,7 +269,8 @@ def test_audiocaps_loader_on_fixture(tmp_path):
         data.load_split("test", dataset="audiocaps", root=tmp_path)
 
 
-def test_clotho_loader_on_fixture(tmp_path):
+def test_clotho_loader_on_fixture(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.paths, "CACHE", tmp_path / "cache")  # load_split's audio checks
     base = tmp_path / "CLOTHO_v2.1"
     header = ["file_name"] + [f"caption_{i}" for i in range(1, 6)]
     _write_csv(

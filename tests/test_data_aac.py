@@ -5,7 +5,13 @@ from __future__ import annotations
 import paper_fixtures as F
 import pytest
 
-from dlink import data
+from dlink import data, paths
+
+
+@pytest.fixture(autouse=True)
+def _scratch_cache(tmp_path, monkeypatch):
+    """load_split keeps its audio checks under paths.CACHE: a scratch one, not the checkout's."""
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
 
 
 @pytest.mark.parametrize("layout", ["v1", "v2", "flat"])
@@ -99,6 +105,65 @@ def test_missing_and_undecodable_audio_is_counted_listed_and_bounded(tmp_path):
         data.load_split("val", dataset="audiocaps", root=tmp_path, max_missing=0.1)
 
 
+def sf_frames(path) -> int:
+    import soundfile as sf
+
+    return sf.info(str(path)).frames
+
+
+def _damage(path, how: str) -> None:
+    """Keep `path`'s valid WAV header, spoil its samples."""
+    import numpy as np
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32")
+    if how == "nan":  # a float WAV whose data chunk holds NaN: the header is fine, no sample is
+        sf.write(str(path), np.full_like(x, np.nan), sr, subtype="FLOAT")
+    elif how == "silent":
+        sf.write(str(path), np.zeros_like(x), sr)
+    elif how == "short":  # the header says so honestly: 10 ms, under load_audio's 0.1 s
+        sf.write(str(path), x[: sr // 100], sr)
+
+
+def test_damaged_content_behind_a_valid_header_is_skipped_not_fatal(tmp_path):
+    from dlink import experiment
+
+    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 10), seconds=0.2)
+    audio = root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation"
+    files = sorted(audio.iterdir())
+    for f, how in zip(files[:3], ("nan", "silent", "short"), strict=True):
+        _damage(f, how)
+        assert sf_frames(f) > 0  # the header alone passes
+    with pytest.warns(UserWarning, match=r"clotho test .*skipping 3 of 10 clips \(30.0%\)"):
+        test = data.load_split("test", dataset="clotho", root=root, max_missing=0.5)
+    assert len(test) == 7
+    reasons = {s["audio"]: s["reason"] for s in test.attrs["skipped"]}
+    assert list(reasons) == [str(f) for f in files[:3]]
+    assert all(r.startswith("undecodable: ") for r in reasons.values())
+    assert "NaN or inf" in reasons[str(files[0])] and "silent" in reasons[str(files[1])]
+    for path in test["audio"]:  # what feature extraction reads: every kept clip loads
+        data.load_audio(path)
+    out = experiment._write_skipped(tmp_path / "skipped_audio_clotho.csv", {"test": test})
+    assert out.read_text().count("\ntest,") == 3
+    with pytest.raises(ValueError, match=r"3 of 10 clips \(30%\) have missing or unreadable audio"):
+        data.load_split("test", dataset="clotho", root=root, max_missing=0.2)
+
+
+def test_the_audio_check_runs_once_per_file_state(tmp_path, monkeypatch):
+    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 3), seconds=0.2)
+    assert len(data.load_split("test", dataset="clotho", root=root)) == 3
+    calls = []
+    real = data._unreadable
+    monkeypatch.setattr(data, "_unreadable", lambda p: calls.append(p) or real(p))
+    assert len(data.load_split("test", dataset="clotho", root=root)) == 3 and calls == []
+    # a file rewritten since (size or mtime changed) is checked again, here found damaged
+    victim = sorted((root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation").iterdir())[0]
+    _damage(victim, "nan")
+    with pytest.warns(UserWarning, match="skipping 1 of 3"):
+        assert len(data.load_split("test", dataset="clotho", root=root, max_missing=0.5)) == 2
+    assert len(calls) == 3
+
+
 def test_the_skipped_list_is_written_beside_the_results(tmp_path):
     import pandas as pd
 
@@ -161,3 +226,37 @@ def test_a_truncated_wav_warns(tmp_path):
     ):
         x = data.load_audio(f)
     assert 0.45 < len(x) / 32000 < 0.55
+
+
+@pytest.mark.parametrize("bad", [1, 1.0, -0.1, 2, float("nan"), "0.2", True, None])
+def test_max_missing_is_a_share_below_one(tmp_path, bad):
+    from dlink.profiles import resolve_params
+
+    root = F.make_clotho(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    with pytest.raises(ValueError, match=rf"max_missing={bad!r} must be a number with 0 <= max_missing < 1"):
+        data.load_split("test", dataset="clotho", root=root, max_missing=bad)
+    if bad is not None:  # None is resolve_params' "the loader's default"
+        with pytest.raises(ValueError, match=r"invalid notebook parameters:\n.*max_missing="):
+            resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=bad)
+
+
+def test_max_missing_reaches_the_loader_from_the_run_parameters(tmp_path, monkeypatch):
+    from dlink import experiment
+    from dlink.profiles import resolve_params
+
+    monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")  # the cache: _scratch_cache
+    root = F.make_clotho(tmp_path / "clotho", counts=(4, 4, 4), seconds=0.2)
+    (root / "CLOTHO_v2.1" / "clotho_audio_files" / "development" / "development clip 00.wav").unlink()
+    assert resolve_params(profile="smoke", dataset="clotho", data_root=str(root)).max_missing is None
+    with pytest.raises(ValueError, match=r"1 of 4 clips \(25%\).*max_missing=20%"):
+        experiment.splits(resolve_params(profile="smoke", dataset="clotho", data_root=str(root)))
+    P = resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=0.3)
+    assert P.max_missing == 0.3 and P.as_dict()["max_missing"] == 0.3
+    with pytest.warns(UserWarning, match="skipping 1 of 4"):
+        assert len(experiment.splits(P)["train"]) == 3
+    assert (
+        "train,development clip 00.wav,"
+        in (tmp_path / "results" / P.label / "skipped_audio_clotho.csv").read_text()
+    )
+    with pytest.raises(ValueError, match="max_missing=0.3 applies to dataset='audiocaps' or 'clotho'"):
+        resolve_params(profile="smoke", max_missing=0.3)

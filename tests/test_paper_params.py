@@ -113,6 +113,7 @@ def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeyp
     from dlink import experiment
 
     monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(experiment.paths, "CACHE", tmp_path / "cache")  # load_split's audio checks
 
     F.make_audiocaps(tmp_path, layout="v1", counts=(3, 2, 2), seconds=0.2)
     F.make_audiocaps(tmp_path, layout="v2", counts=(4, 2, 2), seconds=0.2)

@@ -3,6 +3,7 @@ and nbval (the notebook test command) with the sanitize file, in the venv's kern
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -428,3 +429,57 @@ def test_the_kernel_imports_the_runners_dlink(tmp_path, monkeypatch):
     kw = dict(notebooks_dir=nbs, runs_dir=tmp_path / "runs", watch=(), progress=False, log=lambda m: None)
     run_pipeline(profile="smoke", params={"out_dir": str(tmp_path)}, **kw)
     assert (tmp_path / "where.txt").read_text() == dlink.__file__
+
+
+THREADS_BODY = """import json, os, pathlib
+import numpy, torch
+from dlink.device import set_torch_threads
+set_torch_threads()  # as resolve_params does where every notebook starts
+try:
+    from threadpoolctl import threadpool_info
+    blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+except ImportError:
+    blas = None
+seen = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+pathlib.Path(out_dir, "threads.json").write_text(json.dumps({"env": seen, "torch": torch.get_num_threads(), "blas": blas}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        # nothing set on a 2-core machine: one thread everywhere, the environment of an OMP_NUM_THREADS=1 run
+        ({}, {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}),
+        # not set: the pipeline exports one count (here DLINK_THREADS's) to all three
+        (
+            {"DLINK_THREADS": "2"},
+            {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+        ),
+        # set by the user: kept, nothing added; torch and OpenBLAS fall back to it
+        (
+            {"OMP_NUM_THREADS": "1"},
+            {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": None, "OPENBLAS_NUM_THREADS": None},
+        ),
+    ],
+)
+def test_kernels_get_one_thread_count(tmp_path, monkeypatch, env, expected):
+    for k in ("DLINK_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr("dlink.device.usable_cpus", lambda: 2)
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _nb(nbs / "01_threads.ipynb", [THREADS_BODY])
+    logs = []
+    kw = dict(notebooks_dir=nbs, runs_dir=tmp_path / "runs", watch=(), progress=False, log=logs.append)
+    run_pipeline(profile="smoke", params={"out_dir": str(tmp_path)}, **kw)
+    seen = json.loads((tmp_path / "threads.json").read_text())
+    n = int(expected["OMP_NUM_THREADS"])
+    assert seen["env"] == expected and seen["torch"] == n
+    assert seen["blas"] in (None, [min(n, os.cpu_count())])  # OpenBLAS caps its count at the cores
+    marker = json.loads((tmp_path / "runs" / "smoke" / ".done" / "01_threads.json").read_text())
+    assert marker["threads"] == expected
+    assert any(f"OMP_NUM_THREADS={n}" in m for m in logs)
+    for k in expected:  # the pipeline's own process is left as it was
+        assert os.environ.get(k) == env.get(k)
