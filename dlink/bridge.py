@@ -235,11 +235,24 @@ BRIDGES: dict[str, type[Bridge]] = {}  # name -> class, in definition order; fil
 class Bridge:
     """Shared surface: `Cls(**config)`, `.fit(audio, text, val=None, device=None)`, `.transform(audio)`,
     `.save(folder)`, `Bridge.load(folder)`. Subclasses set `name` and `config_cls` (and
-    `learned = True` to take `TrainConfig` fields), implement fit/transform and `_state`/`_set_state`."""
+    `learned = True` to take `TrainConfig` fields), implement fit/transform and `_state`/`_set_state`,
+    and declare what the experiment needs to know of them: `learned`, `cache_modules` and
+    `inference_grid`. Defining the subclass registers it in `BRIDGES`: a new bridge is one file."""
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type]
+    # True: trained by `fit_loop` with the profile's training settings (TrainConfig fields);
+    # False: fitted in closed form, so a profile has nothing to set for it
     learned: ClassVar[bool] = False
+    # dlink modules (file stems) whose source decides what a fit produces: a cached fit made by other
+    # source is not reused (dlink.experiment's cache keys hash them)
+    cache_modules: ClassVar[tuple[str, ...]] = ("arrays", "bridge")
+
+    @classmethod
+    def inference_grid(cls, profile) -> list[dict]:
+        """The inference-time settings tried on validation (`configured(**setting)` each), read from
+        the run's `profile` (dlink.profiles.Profile); [{}] when there is nothing to choose."""
+        return [{}]
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -532,6 +545,7 @@ class DenoiserBridge(Bridge):
     """
 
     learned = True
+    cache_modules = Bridge.cache_modules + ("denoiser",)
 
     def __init__(self, **config):
         super().__init__(**config)
