@@ -46,7 +46,9 @@ def _timed(fn, repeat: int = 1) -> float:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+    from dlink.arrays import normalize_rows
+
+    return normalize_rows(x).astype(np.float32)
 
 
 def measure(profile_name: str = "default") -> list[dict]:

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlink import _io
-from dlink.arrays import as_embeddings
+from dlink.arrays import as_embeddings, normalize_rows
 from dlink.denoiser import ResidualMLPDenoiser
 from dlink.device import resolve_device
 
@@ -130,8 +130,7 @@ def synthetic_gap_pairs(
     z = rng.standard_normal((n, latent))
     text = z @ w_t + c_t
     audio = z @ w_a + c_a + noise * rng.standard_normal((n, dim))
-    norm = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
-    return norm(audio), norm(text)
+    return normalize_rows(audio).astype(np.float32), normalize_rows(text).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- configs
