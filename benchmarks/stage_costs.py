@@ -1,8 +1,8 @@
 """Where a cold default run spends its time: the unit cost of each stage, measured side by side in
 one process, times the number of units the default profile runs.
 
-Issue 12 asks for the default profile in <= 15 minutes on 2 cores from cold caches. This script
-says what that would take: it measures, on this machine, the cost of one unit of every expensive
+Can the default profile run in <= 15 minutes on 2 cores from cold caches? This script says what
+that would take: it measures, on this machine, the cost of one unit of every expensive
 stage (one clip through the frozen audio tower, one caption through MiniLM, one epoch of the
 encoder heads, of each learned bridge and of the scratch captioner, one scored set of captions)
 and multiplies by the units a default run needs (the profile's sizes; bridge and head epochs at
