@@ -215,3 +215,16 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
         BRIDGES.pop("toward_text", None)
         BRIDGES.pop("learned_toy", None)
     assert "toward_text" not in BRIDGES
+
+
+def test_write_term_ablation_rewrites_the_committed_table_from_its_csv(tmp_path):
+    """The markdown of results/term_ablation comes from its CSV alone, arrows from the gap metrics'
+    directions: rewriting it from the committed CSV gives the committed file, byte for byte."""
+    import pandas as pd
+
+    committed = paths.ROOT / "results" / "term_ablation"
+    rows = pd.read_csv(f"{committed}.csv").to_dict("records")
+    csv_path, md_path = X.write_term_ablation(rows, tmp_path / "term_ablation")
+    assert md_path.read_text() == committed.with_suffix(".md").read_text()
+    assert "centroid distance ↓" in md_path.read_text() and "CIDEr-D ↑" in md_path.read_text()
+    assert csv_path.read_text() == committed.with_suffix(".csv").read_text()
