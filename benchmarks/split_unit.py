@@ -1,9 +1,9 @@
 """How the numbers move when the splits are made by recording GROUP instead of by recording.
 
 Takes of one recording session (footsteps/carpet1..4, door1-open / door1-close, bullet-smg-5x /
-15x) and near-copies (linoleum = tile1) used to be split one recording at a time, so a test scene
-could hold carpet4 while train held carpet1-3. `dlink.data` now splits by group (session keys and
-audio matches, `dlink.sessions`; arm "series", the name of its first version). This script builds
+15x) and near-copies (linoleum = tile1) split one recording at a time let a test scene hold
+carpet4 while train holds carpet1-3, so `dlink.data` splits by group (session keys and audio
+matches, `dlink.sessions`; arm "series", the name the grouping is reported under). This script builds
 the default dataset both ways (the group build is the one the notebooks use; the recording build
 goes to its own folder),
 and for each seed trains the embedded CLAP's heads on the first half of train, fits Diffusion-Link

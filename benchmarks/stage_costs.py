@@ -1,8 +1,8 @@
 """Where a cold default run spends its time: the unit cost of each stage, measured side by side in
 one process, times the number of units the default profile runs.
 
-Issue 12 asks for the default profile in <= 15 minutes on 2 cores from cold caches. This script
-says what that would take: it measures, on this machine, the cost of one unit of every expensive
+Can the default profile run in <= 15 minutes on 2 cores from cold caches? This script says what
+that would take: it measures, on this machine, the cost of one unit of every expensive
 stage (one clip through the frozen audio tower, one caption through MiniLM, one epoch of the
 encoder heads, of each learned bridge and of the scratch captioner, one scored set of captions)
 and multiplies by the units a default run needs (the profile's sizes; bridge and head epochs at
@@ -46,7 +46,9 @@ def _timed(fn, repeat: int = 1) -> float:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+    from dlink.arrays import normalize_rows
+
+    return normalize_rows(x).astype(np.float32)
 
 
 def measure(profile_name: str = "default") -> list[dict]:

@@ -11,6 +11,7 @@
 
 `make_bridge(name, **config)` builds any of them; `BRIDGES` (dlink.bridge's registry) maps names
 to classes. Every `.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
+Each class declares what the experiment reads: `learned`, `cache_modules`, `inference_grid(profile)`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Identity(Bridge):
     """The raw audio embedding, L2-normalised: the no-bridge row of every table."""
 
     name, config_cls = "identity", IdentityConfig
+    cache_modules = Bridge.cache_modules + ("baselines",)
 
     def fit(self, audio, text, val=None, device=None):
         self.dim = as_pair(audio, text)[0].shape[1]
@@ -75,6 +77,7 @@ class MeanShift(Bridge):
     """e -> normalize(e - mean(audio_train) + mean(text_train)) (C3 / WSAC embedding shift)."""
 
     name, config_cls = "mean_shift", MeanShiftConfig
+    cache_modules = Bridge.cache_modules + ("baselines",)
 
     def fit(self, audio, text, val=None, device=None):
         a, t = as_pair(audio, text)
@@ -124,6 +127,11 @@ class Projection(Bridge):
     (DRCap / WSAC; the retrieved captions themselves are not used). Output lies in their span."""
 
     name, config_cls = "projection", ProjectionConfig
+    cache_modules = Bridge.cache_modules + ("baselines",)
+
+    @classmethod
+    def inference_grid(cls, profile) -> list[dict]:
+        return [{"k": k, "temperature": t} for k in (8, 32, 128) for t in (0.01, 0.05, 0.2)]
 
     def fit(self, audio, text, val=None, device=None):
         _, t = as_pair(audio, text)
@@ -186,6 +194,7 @@ class Ridge(Bridge):
     learned map, and the reference every learned bridge must beat. Lambda chosen on validation."""
 
     name, config_cls = "ridge", RidgeConfig
+    cache_modules = Bridge.cache_modules + ("baselines",)  # lambda is chosen inside `fit`
 
     @staticmethod
     def _solve(a, t, lam):
@@ -248,6 +257,7 @@ class MLPRegression(DenoiserBridge):
     training loop as Diffusion-Link, no diffusion. Answers "is diffusion needed at all?"."""
 
     name, config_cls = "mlp_regression", MLPRegressionConfig
+    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "baselines")
 
     def _losses(self, net, a, t, gen):
         return {"mse": x0_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
@@ -268,6 +278,7 @@ class DiffusionBridge(SDEditBridge):
     `fit` uses the audio only for its centring mean (centre="modality") and ignores the pairing."""
 
     name, config_cls = "diffusion_bridge", DiffusionBridgeConfig
+    cache_modules = SDEditBridge.cache_modules + ("baselines",)  # SDEditBridge's grid
 
     def _losses(self, net, a, t, gen):
         return {"prior": x0_loss(denoise(lambda x, k: net(x, k), self.diffusion, t, gen), t)}
@@ -301,6 +312,11 @@ class ConditionalPrior(DenoiserBridge):
     pure noise (DiffGAP / DALL-E 2 prior style)."""
 
     name, config_cls = "conditional_prior", ConditionalPriorConfig
+    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "baselines")
+
+    @classmethod
+    def inference_grid(cls, profile) -> list[dict]:
+        return [{"steps": s, "eta": e} for s in (1, 5, 20, 50) for e in (0.0, 1.0)]
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -331,8 +347,14 @@ class ConditionalPrior(DenoiserBridge):
 BRIDGES["diffusion_link"] = BRIDGES.pop("diffusion_link")
 
 
-def make_bridge(name: str, **config) -> Bridge:
-    """Build the bridge called `name` (see `BRIDGES`) with config fields as keyword arguments."""
+def bridge_class(name: str) -> type[Bridge]:
+    """The class registered as bridge `name` (see `BRIDGES`): what it declares (`learned`,
+    `cache_modules`, `inference_grid`) is what the experiment reads."""
     if name not in BRIDGES:
         raise ValueError(f"unknown bridge {name!r}; choose one of {', '.join(BRIDGES)}")
-    return BRIDGES[name](**config)
+    return BRIDGES[name]
+
+
+def make_bridge(name: str, **config) -> Bridge:
+    """Build the bridge called `name` (see `BRIDGES`) with config fields as keyword arguments."""
+    return bridge_class(name)(**config)

@@ -37,12 +37,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlink import _io
-from dlink.arrays import as_embeddings
+from dlink.arrays import as_embeddings, normalize_rows
 from dlink.denoiser import ResidualMLPDenoiser
 from dlink.device import resolve_device
 
 CENTRES = ("none", "text", "modality")
-_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed (+ its own offsets)
+_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed (+ SEED_OFFSETS)
 
 # --------------------------------------------------------------------------- inputs
 
@@ -130,8 +130,7 @@ def synthetic_gap_pairs(
     z = rng.standard_normal((n, latent))
     text = z @ w_t + c_t
     audio = z @ w_a + c_a + noise * rng.standard_normal((n, dim))
-    norm = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
-    return norm(audio), norm(text)
+    return normalize_rows(audio).astype(np.float32), normalize_rows(text).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- configs
@@ -158,7 +157,8 @@ class TrainConfig:
     """How a learned bridge is trained; the profile fills epochs, batch_size, patience and seed.
 
     seed fixes the network's initialisation, the batch order, every training noise draw and the
-    inference noise (SDEdit's start noise, eta > 0, the conditional prior's x_T).
+    inference noise (SDEdit's start noise, eta > 0, the conditional prior's x_T), each kind of draw
+    from its own generator (`SEED_OFFSETS`).
     """
 
     seed: int = 0
@@ -235,11 +235,24 @@ BRIDGES: dict[str, type[Bridge]] = {}  # name -> class, in definition order; fil
 class Bridge:
     """Shared surface: `Cls(**config)`, `.fit(audio, text, val=None, device=None)`, `.transform(audio)`,
     `.save(folder)`, `Bridge.load(folder)`. Subclasses set `name` and `config_cls` (and
-    `learned = True` to take `TrainConfig` fields), implement fit/transform and `_state`/`_set_state`."""
+    `learned = True` to take `TrainConfig` fields), implement fit/transform and `_state`/`_set_state`,
+    and declare what the experiment needs to know of them: `learned`, `cache_modules` and
+    `inference_grid`. Defining the subclass registers it in `BRIDGES`: a new bridge is one file."""
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type]
+    # True: trained by `fit_loop` with the profile's training settings (TrainConfig fields);
+    # False: fitted in closed form, so a profile has nothing to set for it
     learned: ClassVar[bool] = False
+    # dlink modules (file stems) whose source decides what a fit produces: a cached fit made by other
+    # source is not reused (dlink.experiment's cache keys hash them)
+    cache_modules: ClassVar[tuple[str, ...]] = ("arrays", "bridge")
+
+    @classmethod
+    def inference_grid(cls, profile) -> list[dict]:
+        """The inference-time settings tried on validation (`configured(**setting)` each), read from
+        the run's `profile` (dlink.profiles.Profile); [{}] when there is nothing to choose."""
+        return [{}]
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -468,6 +481,17 @@ class DenoiserConfig(SpaceConfig):
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
 
+# One training seed (TrainConfig.seed) feeds a generator per kind of draw, each seeded with the seed
+# plus its offset here, so how many draws one kind takes never moves another's: more batches per
+# epoch leave the inference noise alone, and validation sees the same noise every epoch. The network's
+# initialisation (torch's global generator, forked) and the batch order use the seed itself.
+SEED_OFFSETS = {"train_noise": 1, "val_noise": 2, "inference_noise": 3}
+
+
+def seeded_generator(seed: int, stream: str, device=None) -> torch.Generator:
+    """The generator of draw kind `stream` (a key of SEED_OFFSETS) for training seed `seed`."""
+    return torch.Generator(device=device).manual_seed(seed + SEED_OFFSETS[stream])
+
 
 def _weighted(terms: dict, weights: dict[str, float]):
     return sum(weights.get(key, 1.0) * v for key, v in terms.items())
@@ -475,7 +499,7 @@ def _weighted(terms: dict, weights: dict[str, float]):
 
 @torch.no_grad()
 def _eval_losses(net, losses: LossFn, weights, a, t, cfg: TrainConfig) -> dict[str, float]:
-    gen = torch.Generator(device=a.device).manual_seed(cfg.seed + 2)  # the same draws every epoch
+    gen = seeded_generator(cfg.seed, "val_noise", a.device)  # the same draws every epoch
     sums, n = {}, 0
     for i in range(0, a.shape[0] - 1, cfg.batch_size):
         aa, tt = a[i : i + cfg.batch_size], t[i : i + cfg.batch_size]
@@ -510,8 +534,8 @@ def fit_loop(
     a, t = train
     ema = copy.deepcopy(net).requires_grad_(False) if cfg.ema_decay else None
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    order_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator(device=a.device).manual_seed(cfg.seed + 1)
+    order_gen = torch.Generator().manual_seed(cfg.seed)  # batch order: a CPU generator of its own
+    noise_gen = seeded_generator(cfg.seed, "train_noise", a.device)
     bs = min(cfg.batch_size, a.shape[0])
     history: dict[str, list[float]] = {}
     best, best_state, bad, step = math.inf, None, 0, 0
@@ -584,6 +608,7 @@ class DenoiserBridge(Bridge):
     """
 
     learned = True
+    cache_modules = Bridge.cache_modules + ("denoiser",)
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -639,7 +664,7 @@ class DenoiserBridge(Bridge):
         """Shared batching: (M, D) audio -> space -> bridge_fn(x, gen) -> embedding sphere."""
         self._check_fitted()
         a = as_matrix(audio, "audio", self.dim)
-        gen = torch.Generator(device=self.device).manual_seed(self.train.seed + 3)
+        gen = seeded_generator(self.train.seed, "inference_noise", self.device)
         bs, out = self.train.infer_batch_size, []
         starts = range(0, a.shape[0], bs)
         for i in tqdm(starts, desc=f"bridge {self.name}", disable=not self.train.progress or len(starts) < 4):

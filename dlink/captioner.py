@@ -181,7 +181,8 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit L2 norm (all-zero rows stay zero). A float32 row whose entries reach
     ~2e19 is finite but its sum of squares overflows, and a row of norm < 1e-12 meets normalize's
     eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
-    first; ordinary rows (unit embeddings) are left bit-for-bit as they were."""
+    first; ordinary rows (unit embeddings) skip that rescale, so they keep the bits of the plain
+    division that every trained captioner and reported score rests on."""
     peak = x.abs().amax(dim=-1, keepdim=True)
     odd = ((peak > 1e18) | (peak < 1e-6)) & (peak > 0)
     return nn.functional.normalize(torch.where(odd, x / torch.where(odd, peak, 1.0), x), dim=-1)

@@ -72,6 +72,17 @@ class SDEditBridge(DenoiserBridge):
     """A denoiser over `GaussianDiffusion`, applied to audio by seeded SDEdit. Subclasses give the losses."""
 
     config_cls = SDEditConfig
+    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "diffusion_link")
+
+    @classmethod
+    def inference_grid(cls, profile) -> list[dict]:
+        """Start step k* x DDIM steps S x start noise (noised or clean audio), k* and S from the profile."""
+        return [
+            {"start_step": k, "steps": s, "start_noise": n}
+            for k in profile.start_steps
+            for s in profile.ddim_steps
+            for n in (True, False)
+        ]
 
     def __init__(self, **config):
         super().__init__(**config)

@@ -9,7 +9,8 @@ One process (what the notebooks do) stays the default; this module adds, for Aud
   `dlink.encoders.embed_split` (notebook 02) reads, so the notebooks then start from a cache hit.
 - `train_captioner`: `dlink.aac.train_captioner` under DistributedDataParallel: every rank draws the same
   batch order and noise as the single-process fit and takes its share of each batch; gradients are
-  averaged by DDP, so the ranks' weights stay identical. `PrefixCaptioner.fit` itself is unchanged.
+  averaged by DDP, so the ranks' weights stay identical. The distributed code lives here, so the
+  single-process `PrefixCaptioner.fit` carries none of it.
 
     torchrun --standalone --nproc_per_node 4 -m dlink.distributed extract \\
         --dataset audiocaps --data-root AUDIOCAPS_ROOT --clap-ckpt 630k-audioset-best.pt \\

@@ -266,8 +266,9 @@ def _project(m, a=None, t=None):
 def recall_at_k(audio: np.ndarray, text: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """The heads' early-stopping criterion: audio->text R@k, audio `(N, D)`, text `(N, C, D)`; a hit =
     any of the clip's C captions in the top k. Reported retrieval uses `gap.retrieval_recall` (same
-    meaning, but it counts ties against the query, where this one lets argsort break them); this one
-    stays because the committed encoders were selected with it. Ties are common here: the embedded
+    meaning, but it counts ties against the query, where this one lets argsort break them); the heads
+    keep this one because the tie rule decides which epoch is kept, so switching would select other
+    encoders and move every downstream number. Ties are common here: the embedded
     dataset's templated captions repeat across scenes, so a clip's caption and another scene's identical
     caption score the same. Measured on the default run's validation split (3 seeds, every epoch): the
     two differ by up to 5 of 300 queries in most epochs, enough to pick another epoch."""

@@ -87,7 +87,8 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
     Entries beyond ~2e19 overflow the float32 sum of squares and a norm below 1e-12 meets the
     eps, so rows with entries beyond 1e18 or all below 1e-6 are divided by their largest entry
-    first; ordinary rows are computed as before.
+    first; ordinary rows skip that rescale, so they keep the bits of the plain division that every
+    cached embedding and reported number rests on.
     """
     x = np.asarray(x, dtype=np.float32)
     peak = np.abs(x).max(axis=-1, keepdims=True) if x.size else np.ones(x.shape[:-1] + (1,), np.float32)

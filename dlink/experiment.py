@@ -196,8 +196,10 @@ def bridge_pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bridge_config(P, name: str, seed: int, **overrides) -> dict:
-    """Training settings from the profile for a learned bridge (fixed ones take none)."""
-    if name in ("identity", "mean_shift", "projection", "ridge"):
+    """Training settings from the profile for a learned bridge (closed-form ones take none)."""
+    from dlink.baselines import bridge_class
+
+    if not bridge_class(name).learned:
         return dict(overrides)
     cfg = dict(
         epochs=P.profile.bridge_epochs,
@@ -210,8 +212,10 @@ def bridge_config(P, name: str, seed: int, **overrides) -> dict:
 
 
 def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
+    from dlink.baselines import bridge_class
+
     cfg = bridge_config(P, name, seed, **overrides)
-    code = _code_hash("denoiser", "diffusion", "bridge", "diffusion_link", "baselines")
+    code = _code_hash(*bridge_class(name).cache_modules)
     return f"{name}-{_short(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
 
 
@@ -235,23 +239,12 @@ def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split
 
 
 def tuning_grid(P, name: str) -> list[dict]:
-    """The inference-time settings of bridge `name` tried on validation (training settings are the
-    profile's, shared by every learned bridge). [{}] for bridges with nothing to choose (ridge
-    chooses its lambda on validation inside `fit`). Diffusion-Link and Diffusion Bridge get the
-    same grid: start step k* x DDIM steps S x start noise."""
-    sdedit = [
-        {"start_step": k, "steps": s, "start_noise": n}
-        for k in P.profile.start_steps
-        for s in P.profile.ddim_steps
-        for n in (True, False)
-    ]
-    grids = {
-        "diffusion_link": sdedit,
-        "diffusion_bridge": sdedit,
-        "conditional_prior": [{"steps": s, "eta": e} for s in (1, 5, 20, 50) for e in (0.0, 1.0)],
-        "projection": [{"k": k, "temperature": t} for k in (8, 32, 128) for t in (0.01, 0.05, 0.2)],
-    }
-    return grids.get(name, [{}])
+    """The inference-time settings of bridge `name` tried on validation, as its class declares them
+    (`inference_grid` of the run's profile; training settings are the profile's, shared by every
+    learned bridge). [{}] for bridges with nothing to choose."""
+    from dlink.baselines import bridge_class
+
+    return bridge_class(name).inference_grid(P.profile)
 
 
 def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
@@ -517,9 +510,12 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
 
     stem = Path(stem)
     csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
+    from dlink.gap import GAP_DIRECTIONS
+
     keys = [k for k in TERM_COLUMNS if k in rows[0]]
-    head = {"centroid_distance": "centroid distance ↓", "a2t_R1": "a2t R@1 ↑", "a2t_mAP_labels": "label mAP ↑",
-            "CIDEr-D": "CIDEr-D ↑"}  # fmt: skip
+    names = {"centroid_distance": "centroid distance", "a2t_R1": "a2t R@1", "a2t_mAP_labels": "label mAP"}
+    arrow = {"higher": "↑", "lower": "↓"}  # CIDEr-D is no gap metric: higher is better
+    head = {k: f"{names.get(k, k)} {arrow[GAP_DIRECTIONS.get(k, 'higher')]}" for k in keys}
     lines = [
         f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "
         f"{rows[0]['n_items']} items. Value [95 % CI] and the paired difference to `{versus}` [95 % CI]; "

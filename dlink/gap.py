@@ -24,6 +24,9 @@ geometry (lower is better, except separability)
   mmd2_rbf                          squared MMD, RBF kernel, median-heuristic bandwidth, unbiased
                                     estimator (can dip slightly below 0 for identical distributions)
 
+`GAP_METRICS` declares each key's direction and whether (and how) it gets an interval; the tables
+and gap_intervals read it, and `register_gap_metric` adds a per-item column to all of them.
+
 Paired-only keys are NaN when `paired=False`. By default every embedding is L2-normalised first
 (the encoders' and bridges' contract is the unit sphere; `normalize=False` measures the raw
 vectors). Cosine-based metrics (paired cosine, kNN mixing, retrieval) always use unit vectors.
@@ -41,29 +44,101 @@ Measured on the 2-core dev machine, N = 10,000 x D = 512, defaults: ~4.3 s of CP
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from dlink.arrays import as_embeddings, normalize_rows
 from dlink.stats import draws, interval, seed_t_interval, weights
 
-# Direction of "better" for each gap_report key, in the form dlink.tables.write_table takes:
-# "higher", "lower", a number (closest to that target is best) or None (not ranked).
-GAP_DIRECTIONS: dict[str, str | float | None] = {
-    "paired_cos_mean": "higher",
-    "paired_cos_std": None,
-    "centroid_distance": "lower",
-    "separability": 0.5,
-    "frechet": "lower",
-    "mmd2_rbf": "lower",
-    "knn_mixing": "higher",
-    "knn_mixing_norm": "higher",
-    "a2t_R1": "higher",
-    "a2t_R5": "higher",
-    "a2t_R10": "higher",
-    "a2t_mAP_labels": "higher",
+
+@dataclass(frozen=True)
+class GapMetric:
+    """What the tables know of one gap column.
+
+    direction: "higher" / "lower" is better, a number (closest to that target is best) or None (not
+    ranked), in the form dlink.tables.write_table takes.
+    interval: how `gap_intervals` resamples the column, None for no interval: "item" (per-item values
+    averaged over the drawn items), "set" (recomputed on each replicate's drawn items) or "seed"
+    (seeds as the unit).
+    per_item: (audio (N, D), text (N, D)) unit rows, paired -> (N,) per-item values whose mean is the
+    column. The built-in columns leave it None: gap_report and item_scores compute them in shared
+    passes (one ranking serves every R@k); a registered column brings it.
+    """
+
+    direction: str | float | None
+    interval: str | None = None
+    per_item: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+
+# Every gap_report key in report order; `register_gap_metric` appends to it.
+GAP_METRICS: dict[str, GapMetric] = {
+    "paired_cos_mean": GapMetric("higher", "item"),
+    "paired_cos_std": GapMetric(None),
+    "centroid_distance": GapMetric("lower", "set"),
+    "separability": GapMetric(0.5, "seed"),  # a classifier fit per replicate is too slow
+    "frechet": GapMetric("lower", "set"),
+    "mmd2_rbf": GapMetric("lower"),
+    "knn_mixing": GapMetric("higher"),
+    "knn_mixing_norm": GapMetric("higher", "item"),
+    "a2t_R1": GapMetric("higher", "item"),
+    "a2t_R5": GapMetric("higher"),
+    "a2t_R10": GapMetric("higher", "item"),
+    "a2t_mAP_labels": GapMetric("higher", "item"),
 }
+
+
+def register_gap_metric(name: str, direction, per_item: Callable, interval: bool = False) -> GapMetric:
+    """Add a paired per-item gap column: gap_report reports the mean of `per_item(audio, text)` (unit
+    rows, (N,) values), item_scores the values; interval=True gives it seed x item intervals in
+    gap_intervals; tables rank it by `direction` ("higher", "lower", a target number or None)."""
+    if name in GAP_METRICS:
+        raise ValueError(f"gap metric {name!r} is already registered")
+    if not callable(per_item):
+        raise ValueError(f"per_item for gap metric {name!r} must be a function (audio, text) -> (N,)")
+    if not (direction is None or direction in ("higher", "lower") or isinstance(direction, (int, float))):
+        raise ValueError(f"direction={direction!r} must be 'higher', 'lower', a number (target) or None")
+    GAP_METRICS[name] = GapMetric(direction, "item" if interval else None, per_item)
+    return GAP_METRICS[name]
+
+
+class _Directions(Mapping):
+    """metric -> direction, read from GAP_METRICS at each use, so a registered metric is included."""
+
+    def __getitem__(self, name):
+        return GAP_METRICS[name].direction
+
+    def __iter__(self):
+        return iter(GAP_METRICS)
+
+    def __len__(self):
+        return len(GAP_METRICS)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+class _IntervalColumns(Sequence):
+    """The columns with an interval, in report order, read from GAP_METRICS at each use."""
+
+    def _columns(self) -> tuple[str, ...]:
+        return tuple(name for name, m in GAP_METRICS.items() if m.interval)
+
+    def __getitem__(self, i):
+        return self._columns()[i]
+
+    def __len__(self):
+        return len(self._columns())
+
+    def __repr__(self):
+        return repr(self._columns())
+
+
+# Direction of "better" for each gap_report key (dlink.tables.write_table ranks by it).
+GAP_DIRECTIONS: Mapping[str, str | float | None] = _Directions()
+# gap_intervals' columns; how each is resampled is its GapMetric.interval.
+INTERVAL_COLUMNS: Sequence[str] = _IntervalColumns()
 
 _MIN_POINTS = 10  # 5 folds of a balanced 2-class problem need >= 5 per class; 10 keeps folds sane
 _CHUNK = 1024  # query rows per similarity block: 1024 x 10,000 float32 = 40 MB
@@ -333,7 +408,7 @@ def gap_report(
     normalize: L2-normalise rows first. mmd_bandwidth: fixed RBF bandwidth (None: median
     heuristic per call; fix it to compare MMD across methods on one scale). labels: N hashables
     (paired only), one per pair, for the label-set retrieval mAP.
-    Returns dict[str, float] with the keys of GAP_DIRECTIONS, in that order.
+    Returns dict[str, float] with the keys of GAP_METRICS, in that order.
     """
     a, t = _validate_pair(audio, text, paired)
     if int(max_points) < _MIN_POINTS:
@@ -341,7 +416,7 @@ def gap_report(
     if normalize:
         a, t = normalize_rows(a), normalize_rows(t)
     nan = float("nan")
-    out: dict[str, float] = dict.fromkeys(GAP_DIRECTIONS, nan)
+    out: dict[str, float] = dict.fromkeys(GAP_METRICS, nan)
 
     if paired:
         cos = (normalize_rows(a) * normalize_rows(t)).sum(1)
@@ -369,15 +444,11 @@ def gap_report(
         out["a2t_R1"], out["a2t_R5"], out["a2t_R10"] = r["R@1"], r["R@5"], r["R@10"]
         if labels is not None:
             out["a2t_mAP_labels"] = label_set_map(a, t, labels)
+        for name, metric in GAP_METRICS.items():
+            if metric.per_item is not None:
+                out[name] = float(np.mean(metric.per_item(normalize_rows(a), normalize_rows(t))))
     assert all(isinstance(v, float) and not math.isinf(v) for v in out.values())
     return out
-
-
-# gap_intervals' columns and how each is resampled (see gap_intervals)
-INTERVAL_COLUMNS = ("paired_cos_mean", "centroid_distance", "separability", "frechet", "knn_mixing_norm",
-                    "a2t_R1", "a2t_R10", "a2t_mAP_labels")  # fmt: skip
-_SET_LEVEL = ("centroid_distance", "frechet")  # recomputed on every replicate's drawn items
-_SEED_UNIT = ("separability",)  # a classifier fit per replicate is too slow: seeds as the unit
 
 
 def item_scores(audio, text, labels=None, k: int = 10) -> dict[str, np.ndarray]:
@@ -398,6 +469,9 @@ def item_scores(audio, text, labels=None, k: int = 10) -> dict[str, np.ndarray]:
     }
     if labels is not None:
         out["a2t_mAP_labels"] = label_set_ap(a, t, labels)
+    for name, metric in GAP_METRICS.items():
+        if metric.per_item is not None:
+            out[name] = np.asarray(metric.per_item(a, t), dtype=np.float64)
     return out
 
 
@@ -471,7 +545,7 @@ def gap_intervals(
     seed s, ... ] (row i pairs with row i; the same items, in the same order, for every seed). labels:
     N label-set strings for a2t_mAP_labels (without them that column is left out). seeds: the training
     seed of each entry, separability's fold seed as in gap_report(seed=...) (default 0, 1, ...).
-    columns: a subset of INTERVAL_COLUMNS.
+    columns: a subset of INTERVAL_COLUMNS (each resampled as its GAP_METRICS entry's `interval` says).
 
     A replicate draws seeds and items with replacement (dlink.stats.draws; one draw shared by every
     method, so differences are paired) and averages over the drawn seeds:
@@ -542,11 +616,11 @@ def gap_intervals(
         for c in columns:
             value, boots = st[c]
             ref_value, ref_boots = stats[versus][c]
-            if c in _SEED_UNIT:
+            if GAP_METRICS[c].interval == "seed":
                 _, lo, hi = seed_t_interval(boots, level)
                 _, dlo, dhi = seed_t_interval(boots - ref_boots, level)
             else:
-                shift = c in _SET_LEVEL
+                shift = GAP_METRICS[c].interval == "set"
                 lo, hi = _shifted(boots, value, level, shift)
                 dlo, dhi = _shifted(boots - ref_boots, value - ref_value, level, shift)
             row |= {c: value, f"{c}_lo": lo, f"{c}_hi": hi,

@@ -108,8 +108,9 @@ PROFILES: dict[str, Profile] = {
         n_blocks=(1, 3),
     ),
     # The artifact's real setting on a 2-core CPU: real pretrained towers, the scratch decoder
-    # (SmolLM2-135M as a frozen prefix LM trains ~7 samples/s here: 1,280 captions in the old
-    # budget left its text oracle at CIDEr-D 0.055), all test scenes, 3 seeds everywhere.
+    # (SmolLM2-135M as a frozen prefix LM trains ~7 samples/s here, so a run affords too few
+    # captions for it: trained on 1,280 its text oracle reached CIDEr-D 0.055), all test scenes,
+    # 3 seeds everywhere.
     "default": Profile(
         name="default",
         dataset_size="default",

@@ -21,21 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's dlink, from any working directory
+from dlink.gap import INTERVAL_COLUMNS  # noqa: E402
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 HEAD_START, HEAD_END = "<!-- headline:start -->", "<!-- headline:end -->"
 # the captioning rows the README's headline table shows, in this order (the rest: docs/results.md)
 HEADLINE_ROWS = ("text_oracle", "identity", "mean_shift", "noise_injection_val", "projection", "ridge",
                  "mlp_regression", "diffusion_bridge", "conditional_prior", "diffusion_link")  # fmt: skip
-GAP_COLUMNS = [
-    "paired_cos_mean",
-    "centroid_distance",
-    "separability",
-    "frechet",
-    "knn_mixing_norm",
-    "a2t_R1",
-    "a2t_R10",
-    "a2t_mAP_labels",
-]
 
 
 def _table_lines(md: str) -> list[str]:
@@ -44,7 +37,8 @@ def _table_lines(md: str) -> list[str]:
 
 def _gap_table(results: Path) -> list[str]:
     df = pd.read_csv(results / "gap_metrics.csv")
-    cols = [c for c in GAP_COLUMNS if f"{c}_mean" in df]
+    # the README shows the columns the gap metrics give intervals (dlink.gap.GAP_METRICS)
+    cols = [c for c in INTERVAL_COLUMNS if f"{c}_mean" in df]
     head = ["| method | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
     rows = []
     for _, r in df.iterrows():

@@ -275,3 +275,16 @@ def test_cuda_matches_cpu(link, data):
         np.testing.assert_allclose(link.transform(va), cpu, atol=1e-4)
     finally:
         link.to("cpu")
+
+
+def test_each_kind_of_draw_has_its_own_stream_at_a_fixed_offset():
+    """The offsets are part of every learned bridge's numbers: changing one changes every fit."""
+    import torch
+
+    from dlink.bridge import SEED_OFFSETS, seeded_generator
+
+    assert SEED_OFFSETS == {"train_noise": 1, "val_noise": 2, "inference_noise": 3}
+    draws = {k: torch.randn(4, generator=seeded_generator(7, k)) for k in SEED_OFFSETS}
+    for k, offset in SEED_OFFSETS.items():
+        assert torch.equal(draws[k], torch.randn(4, generator=torch.Generator().manual_seed(7 + offset)))
+    assert not torch.equal(draws["train_noise"], draws["val_noise"])

@@ -46,7 +46,7 @@ def test_smoke_build_is_byte_identical(smoke):
 
 
 def test_smoke_build_matches_its_snapshot(smoke):
-    # what notebook 01 prints for the first test scenes; this was its stored nbval output, so a change
+    # what notebook 01 prints for the first test scenes (its nbval output), so a change
     # to the data or caption code that alters the dataset fails here
     frame = data.load_split("test", size="smoke", seed=0, root=smoke[0])
     shown = [f"{r['id']} | " + " / ".join(r["captions"][:3]) for _, r in frame.head(3).iterrows()]

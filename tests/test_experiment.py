@@ -133,3 +133,98 @@ def test_resolved_differences_names_only_intervals_that_exclude_zero():
     rows = [row("ref", 0.0, 0.0, 0.0), row("a", 0.02, 0.01, 0.03), row("b", 0.01, -0.01, 0.03)]
     lines = X.resolved_differences(rows, versus="g: ref")
     assert lines == ["g: a: centroid_distance +0.020 [+0.010, +0.030]", "g: b: nothing resolved"]
+
+
+def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tmp_path, monkeypatch):
+    """Adding a bridge is one file plus its test: defining the class registers it, and the
+    experiment's helpers (training settings, inference grid, cache key, bridged outputs) take
+    everything from what it declares."""
+    import torch
+
+    from dlink.baselines import BRIDGES
+    from dlink.bridge import Bridge, as_matrix, as_pair, to_output
+
+    monkeypatch.setattr(paths, "DATA", tmp_path)
+    P = resolve_params(profile="smoke")
+
+    @dataclasses.dataclass
+    class TowardTextConfig:
+        alpha: float = 0.0  # how far each audio row moves toward the text mean
+
+    try:
+
+        class TowardText(Bridge):  # closed-form: a + alpha * mean(text), renormalised
+            name, config_cls = "toward_text", TowardTextConfig
+            cache_modules = ("bridge",)
+
+            @classmethod
+            def inference_grid(cls, profile):  # read from the profile, as a real grid is
+                return [{"alpha": k / 1000} for k in profile.start_steps]
+
+            def fit(self, audio, text, val=None, device=None):
+                a, t = as_pair(audio, text)
+                self.dim, self.text_mean = a.shape[1], t.mean(0)
+                return self
+
+            def transform(self, audio):
+                a = as_matrix(audio, "audio", self.dim)
+                return to_output(a + self.config.alpha * self.text_mean, self.name)
+
+            def _state(self):
+                return {"text_mean": self.text_mean}
+
+            def _set_state(self, tensors, device=None):
+                self.text_mean = tensors["text_mean"]
+
+        class LearnedToy(TowardText):  # only declares that it learns: the profile trains it
+            name, learned = "learned_toy", True
+
+        assert list(BRIDGES)[-2:] == ["toward_text", "learned_toy"]
+        assert X.bridge_config(P, "toward_text", seed=4) == {}
+        assert X.bridge_config(P, "learned_toy", seed=4) == dict(
+            epochs=P.profile.bridge_epochs,
+            batch_size=P.profile.bridge_batch_size,
+            patience=P.profile.bridge_patience,
+            seed=4,
+        )
+        assert X.tuning_grid(P, "toward_text") == [{"alpha": 0.3}, {"alpha": 0.5}]  # smoke k* = 300, 500
+        # the cache key hashes the declared source: other declared modules, another key
+        key = X._bridge_key(P, "toward_text", 0)[0]
+        monkeypatch.setattr(TowardText, "cache_modules", ("bridge", "baselines"))
+        assert X._bridge_key(P, "toward_text", 0)[0] != key
+        assert X._bridge_key(P, "toward_text", 0)[0].startswith("toward_text-")
+
+        a, t = synthetic_gap_pairs(200, dim=16, gap=2.0, seed=0)
+        emb = {
+            "fit": {"audio": a[:120], "text": t[:120, None]},
+            "val": {"audio": a[120:160], "text": t[120:160, None]},
+            "test": {"audio": a[160:], "text": t[160:, None]},
+        }
+        out = X.bridged(P, emb, seed=0, methods=["toward_text"])["toward_text"]
+        assert out["settings"] in X.tuning_grid(P, "toward_text")
+        assert [s["alpha"] for s in out["scores"]] == [0.3, 0.5]
+        ref = TowardText(**out["settings"]).fit(a[:120], t[:120]).transform(a[160:])
+        np.testing.assert_allclose(out["test"], ref, atol=1e-6)
+        cached = X.fit_bridge(P, "toward_text", emb, seed=0)  # loaded from the cache fit_bridge wrote
+        assert isinstance(cached, TowardText)
+        assert torch.equal(cached.text_mean, torch.from_numpy(t[:120]).mean(0))
+        assert not np.allclose(out["test"], to_output(torch.from_numpy(a[160:]), "raw"), atol=1e-3)
+        with pytest.raises(ValueError, match="unknown bridge 'no_such'"):
+            X.tuning_grid(P, "no_such")
+    finally:
+        BRIDGES.pop("toward_text", None)
+        BRIDGES.pop("learned_toy", None)
+    assert "toward_text" not in BRIDGES
+
+
+def test_write_term_ablation_rewrites_the_committed_table_from_its_csv(tmp_path):
+    """The markdown of results/term_ablation comes from its CSV alone, arrows from the gap metrics'
+    directions: rewriting it from the committed CSV gives the committed file, byte for byte."""
+    import pandas as pd
+
+    committed = paths.ROOT / "results" / "term_ablation"
+    rows = pd.read_csv(f"{committed}.csv").to_dict("records")
+    csv_path, md_path = X.write_term_ablation(rows, tmp_path / "term_ablation")
+    assert md_path.read_text() == committed.with_suffix(".md").read_text()
+    assert "centroid distance ↓" in md_path.read_text() and "CIDEr-D ↑" in md_path.read_text()
+    assert csv_path.read_text() == committed.with_suffix(".csv").read_text()

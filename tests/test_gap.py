@@ -272,3 +272,73 @@ def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():
     src = [int(np.flatnonzero((text[:, 1] == row).all(1))[0]) for row in floor]
     assert sorted(src) == list(range(50)) and all(s != i for i, s in enumerate(src))
     assert list(gap_calibration(text[:, :1], seed=0)) == [FLOOR]  # one caption: no oracle
+
+
+def test_the_registry_holds_the_gap_table_columns_in_report_order():
+    from dlink.gap import GAP_METRICS, INTERVAL_COLUMNS
+
+    assert list(GAP_METRICS) == ["paired_cos_mean", "paired_cos_std", "centroid_distance", "separability",
+                                 "frechet", "mmd2_rbf", "knn_mixing", "knn_mixing_norm", "a2t_R1", "a2t_R5",
+                                 "a2t_R10", "a2t_mAP_labels"]  # fmt: skip
+    assert tuple(INTERVAL_COLUMNS) == ("paired_cos_mean", "centroid_distance", "separability", "frechet",
+                                       "knn_mixing_norm", "a2t_R1", "a2t_R10", "a2t_mAP_labels")  # fmt: skip
+    assert dict(GAP_DIRECTIONS) == {k: "higher" for k in GAP_METRICS} | {
+        "paired_cos_std": None, "centroid_distance": "lower", "separability": 0.5, "frechet": "lower",
+        "mmd2_rbf": "lower"}  # fmt: skip
+
+
+@pytest.fixture
+def toy_metric():
+    """A gap metric registered for one test: each pair's Euclidean distance, lower is better."""
+    from dlink.gap import GAP_METRICS, register_gap_metric
+
+    register_gap_metric("pair_distance", "lower", lambda a, t: np.linalg.norm(a - t, axis=1), interval=True)
+    yield "pair_distance"
+    GAP_METRICS.pop("pair_distance")
+
+
+def test_a_new_gap_metric_is_one_registration(toy_metric, tmp_path):
+    """Registered once, a metric is a gap_report key, an interval column, ranked by its direction in
+    both tables, and shown in the README's gap table."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dlink.gap import INTERVAL_COLUMNS, gap_intervals, register_gap_metric
+    from dlink.tables import write_intervals, write_table
+
+    out, texts = _gap_fixture()
+    report = gap_report(out["far"][0], texts[0], seed=0)
+    assert list(report)[-1] == toy_metric
+    assert report[toy_metric] == pytest.approx(np.linalg.norm(out["far"][0] - texts[0], axis=1).mean())
+    assert toy_metric in INTERVAL_COLUMNS and GAP_DIRECTIONS[toy_metric] == "lower"
+    rows = {r["method"]: r for r in gap_intervals(out, texts, versus="near", n_boot=300, n_boot_sets=20)}
+    far = rows["far"]
+    assert far[toy_metric] == pytest.approx(
+        np.mean([gap_report(a, t)[toy_metric] for a, t in zip(out["far"], texts, strict=True)])
+    )
+    assert far[f"{toy_metric}_lo"] <= far[toy_metric] <= far[f"{toy_metric}_hi"]
+    assert far[f"d_{toy_metric}_lo"] > 0  # far's pairs sit further apart than near's, resolved
+
+    # tables rank it by its direction: the lowest mean is bold, the header says lower is better
+    gap_rows = [{"method": m, "seed": s, **gap_report(x, t, seed=s)}
+                for m in ("near", "far") for s, (x, t) in enumerate(zip(out[m], texts, strict=True))]  # fmt: skip
+    csv_path, md_path = write_table(gap_rows, tmp_path / "gap_metrics")
+    md = md_path.read_text()
+    assert f"{toy_metric} ↓" in md
+    near_line = next(line for line in md.splitlines() if line.startswith("| near |"))
+    assert near_line.split(" | ")[-1].startswith("**")
+    _, imd = write_intervals(list(rows.values()), tmp_path / "gap_intervals", versus="near")
+    assert f"{toy_metric} ↓ [95 % CI]" in imd.read_text()
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme_results.py"
+    spec = importlib.util.spec_from_file_location("readme_results", script)
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    head = readme._gap_table(tmp_path)[0]
+    assert head.endswith(f"| {toy_metric} |") and "paired_cos_std" not in head
+    assert len(pd.read_csv(csv_path)) == 2
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_gap_metric(toy_metric, "lower", lambda a, t: a[:, 0])

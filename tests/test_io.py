@@ -37,7 +37,7 @@ def test_save_interrupted_between_the_two_files_leaves_the_old_checkpoint(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         _save(ck, 2.0)
     cfg, t = load_checkpoint(ck)
-    # the old pair, consistent: before the fix this was the old config with the NEW weights
+    # the old pair, consistent: never the old config with the NEW weights
     assert cfg == {"version": 1.0} and torch.equal(t["w"], torch.full((3,), 1.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
