@@ -179,12 +179,12 @@ def section(results: Path) -> str:
         out += [_verdict(results, stem, paper), ""]
     cmp = results / "decoder_comparison.md"
     if cmp.is_file():
+        # its own notes say what each table scores (validation only) and which epoch validation picks
         out += [
-            "**Which decoder** (`benchmarks/compare_decoders.py`, `results/decoder_comparison.md`; trained on "
-            "fit-scene text, fed the test captions' own text embeddings, scored on captions 2-5 of all test "
-            "scenes, 2 CPU cores):",
+            "**Which decoder, how many epochs** (`benchmarks/compare_decoders.py`, "
+            "`results/decoder_comparison.md`, `figures/decoder_comparison.png`):",
             "",
-            *_table_lines(cmp.read_text()),
+            *cmp.read_text().strip().splitlines(),
             "",
         ]
     return "\n".join(out + [END])
