@@ -4,7 +4,9 @@ this machine's measured float32 matmul rate, with each lever measured side by si
 Levers (each variant is timed against the baseline at the same thread count, in the same process):
 - --threads 1 2          torch threads (every variant is run at each count)
 - --bucket               training batches of similar caption length (less padding) vs random batches
-- --compile              torch.compile of the LM for training
+- --compile              torch.compile of the LM for training (it recompiles for each new batch
+                         shape, so with few --steps its row measures compilation: 4 steps took
+                         239 s on one busy thread)
 - --bf16                 bfloat16 autocast for training and decoding (skipped where the CPU has
                          neither AVX512-BF16 nor AMX, where it is emulated; --bf16 force runs it anyway)
 - KV cache               beam search with the cache (transformers' default) and without (always both)
