@@ -68,12 +68,18 @@ def subsample(n: int, size: int | None, seed: int = 0) -> np.ndarray:
 
 
 def train_captioner(
-    X, captions: list[str], config: CaptionerConfig | dict | None = None, device: str = "auto", val=None
+    X,
+    captions: list[str],
+    config: CaptionerConfig | dict | None = None,
+    device: str = "auto",
+    val=None,
+    checkpoint=None,
 ) -> PrefixCaptioner:
-    """A fresh PrefixCaptioner trained on X (N, D) with captions (N strings). val: (X_val, captions_val)."""
+    """A fresh PrefixCaptioner trained on X (N, D) with captions (N strings). val: (X_val, captions_val).
+    checkpoint: a folder for the per-epoch training state (resumed from when it holds one)."""
     if isinstance(config, dict):
         config = CaptionerConfig(**config)
-    return PrefixCaptioner(config, device=device).fit(X, captions, val=val)
+    return PrefixCaptioner(config, device=device).fit(X, captions, val=val, checkpoint=checkpoint)
 
 
 def evaluate(

@@ -4,17 +4,21 @@ One interface, two decoders (`CaptionerConfig.lm`):
 - "scratch": a small GPT-2-style transformer trained FROM SCRATCH on the training captions, with a
   word vocabulary built from them (the WSAC recipe; fits a 2-core CPU). Everything trains.
 - a pretrained causal LM ("smollm2-135m", "tiny-random", any transformers hub name or local folder;
-  see `dlink.lm`): FROZEN, only the projector learns (and LoRA on q/v when `lora=True`). The paper's kind.
+  see `dlink.lm`): FROZEN, only the projector learns (and LoRA on the attention projections when
+  `lora=True`, found per architecture or named by `lora_targets`). The paper's kind. It runs in
+  `lm_dtype`; the trainable parts keep float32 weights whatever that dtype is.
 
 Input sequence per item: [prefix (k vectors) ; prompt tokens ; caption tokens + EOS]. Only the caption
 tokens carry a loss (teacher forcing). Decoding is transformers' `generate` over `inputs_embeds`
 (beam search; beams=1 is greedy). A checkpoint holds what was trained (projector, LoRA, or the whole
-scratch decoder and its vocabulary); a pretrained LM is referenced by name.
+scratch decoder and its vocabulary); a pretrained LM is referenced by name. `fit(checkpoint=folder)`
+writes the training state after every epoch and resumes from the last finished one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import numbers
 import re
@@ -26,12 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import load_checkpoint, save_checkpoint
+from ._io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .arrays import as_embeddings
 from .device import resolve_device
-from .lm import load_lm
+from .lm import LM_DTYPES, load_lm, lora_target_modules
 
 _FORMAT = "dlink.PrefixCaptioner/2"
+_STATE_FORMAT = "dlink.PrefixCaptioner.training/1"
+_STATE_FILE = "training_state.pt"
 SCRATCH = "scratch"
 
 
@@ -52,9 +58,18 @@ class CaptionerConfig:
     scratch_heads: int = 4
     scratch_dropout: float = 0.1
     vocab_min_count: int = 2
+    # The pretrained LM's dtype: float32 | bfloat16 | float16 | model (the checkpoint's own, bfloat16
+    # for most hub LMs). float32 by default: on a CPU without bf16 matrix units (AVX512-BF16 / AMX)
+    # bfloat16 matmuls are emulated and slower, float32 gives the same numbers on every device, and a
+    # 135 M LM fits anywhere in it. Where bfloat16 pays (a GPU, a CPU with AMX) state it. Whatever the
+    # LM's dtype, the projector and LoRA weights stay float32 (master weights: an update of 1e-4 on a
+    # weight of 1 vanishes in bfloat16's 8-bit mantissa); the prefix is cast to the LM's dtype.
+    lm_dtype: str = "float32"
     lora: bool = False  # pretrained LMs only
     lora_r: int = 8
     lora_alpha: int = 16
+    # module names LoRA adapts (e.g. ["q_proj", "v_proj"]); None = found per architecture (dlink.lm)
+    lora_targets: tuple[str, ...] | None = None
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 128
@@ -110,6 +125,26 @@ class CaptionerConfig:
             )
         if self.lora and self.lm == SCRATCH:
             raise ValueError("CaptionerConfig.lora is for a pretrained LM; the scratch decoder trains fully")
+        if self.lm_dtype not in LM_DTYPES:
+            raise ValueError(
+                f"CaptionerConfig.lm_dtype={self.lm_dtype!r} must be one of {', '.join(LM_DTYPES)}"
+            )
+        if self.lm == SCRATCH and self.lm_dtype != "float32":
+            raise ValueError(
+                "CaptionerConfig.lm_dtype is for a pretrained LM; the scratch decoder trains in float32"
+            )
+        if self.lora_targets is not None:
+            t = self.lora_targets
+            if isinstance(t, str) or not isinstance(t, (list, tuple)) or not t:
+                raise ValueError(
+                    f"CaptionerConfig.lora_targets={t!r} must be None or a non-empty list of module names, "
+                    "e.g. ['q_proj', 'v_proj']"
+                )
+            if not all(isinstance(n, str) and n for n in t):
+                raise ValueError(f"CaptionerConfig.lora_targets={t!r} must hold non-empty module names")
+            if not self.lora:
+                raise ValueError("CaptionerConfig.lora_targets needs lora=True (they name what LoRA adapts)")
+            self.lora_targets = tuple(t)  # a list after a JSON round trip
 
 
 # --------------------------------------------------------------------------- the scratch decoder's words
@@ -234,14 +269,23 @@ class PrefixCaptioner:
     # ---- the decoder -----------------------------------------------------------------------------
     def _load_pretrained(self):
         cfg = self.config
-        self.lm, self.tokenizer = load_lm(cfg.lm, device=self.device, seed=cfg.seed)
+        self.lm, self.tokenizer = load_lm(cfg.lm, device=self.device, seed=cfg.seed, dtype=cfg.lm_dtype)
         for p in self.lm.parameters():
             p.requires_grad_(False)
         if cfg.lora:
             from peft import LoraConfig, get_peft_model
 
-            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=["q_proj", "v_proj"])
-            self.lm = get_peft_model(self.lm, lora)
+            targets = lora_target_modules(self.lm, cfg.lora_targets)
+            # GPT-2's fused c_attn is a Conv1D, whose weight is stored transposed
+            conv1d = any(
+                type(m).__name__ == "Conv1D" and n.rsplit(".", 1)[-1] in targets
+                for n, m in self.lm.named_modules()
+            )
+            lora = LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=targets, fan_in_fan_out=conv1d
+            )
+            # autocast_adapter_dtype: the adapters of a bfloat16 / float16 LM are kept in float32
+            self.lm = get_peft_model(self.lm, lora, autocast_adapter_dtype=True)
         self._prompt_ids = self.tokenizer(
             cfg.prompt, add_special_tokens=False, return_tensors="pt"
         ).input_ids[0]
@@ -298,6 +342,8 @@ class PrefixCaptioner:
     def _context(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) embeddings -> (B, k + P, E) [prefix ; prompt] input embeddings."""
         prefix = self.projector(x)
+        if not self.scratch:  # float32 projector (master weights) -> the LM's dtype
+            prefix = prefix.to(self.lm.get_input_embeddings().weight.dtype)
         if len(self._prompt_ids) == 0:
             return prefix
         prompt = self.lm.get_input_embeddings()(self._prompt_ids.to(self.device))
@@ -330,12 +376,22 @@ class PrefixCaptioner:
 
     # ---- public API ------------------------------------------------------------------------------
     def fit(
-        self, embeddings, captions: list[str], val=None, device: str | None = None, progress: bool = True
+        self,
+        embeddings,
+        captions: list[str],
+        val=None,
+        device: str | None = None,
+        progress: bool = True,
+        checkpoint=None,
     ):
         """Train on pairs: embeddings (N, D) float, captions list[str] of length N (N >= 2).
 
         val: optional (embeddings (M, D), captions list[str]); its loss is logged once per epoch.
         history["train_loss"] has one value per step, history["val_loss"] one per epoch.
+        checkpoint: a folder; after every epoch the whole training state (trainable weights,
+        optimizer, schedule, random states, history) is written there atomically, and a fit that
+        finds one continues after its last finished epoch with the same result as an uninterrupted fit
+        (on CPU; CUDA random state is not saved). It must be the same fit (config, data size, input dim).
         """
         from tqdm.auto import tqdm
 
@@ -371,19 +427,24 @@ class PrefixCaptioner:
             opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
         )
         bar = tqdm(total=steps, desc=f"captioner fit ({cfg.lm})", disable=not progress)
+        state = None if checkpoint is None else Path(checkpoint) / _STATE_FILE
         with torch.random.fork_rng(devices=[]):
             # dropout draws from torch's global state: seed it, or a run's result would depend on
             # what ran before it in the process (e.g. which captioners came from a cache)
             torch.manual_seed(cfg.seed)
-            self._train(x, captions, val, gen, opt, sched, params, bar)
+            start = 0
+            if state is not None and state.is_file():
+                start = self._resume(state, opt, sched, gen, len(captions))
+                bar.update(start * math.ceil(len(captions) / cfg.batch_size))
+            self._train(x, captions, val, gen, opt, sched, params, bar, start=start, state=state)
         bar.close()
         self.projector.eval()
         self.lm.eval()
         return self
 
-    def _train(self, x, captions, val, gen, opt, sched, params, bar):
+    def _train(self, x, captions, val, gen, opt, sched, params, bar, start=0, state=None):
         cfg = self.config
-        for epoch in range(cfg.epochs):
+        for epoch in range(start, cfg.epochs):
             self.projector.train()
             self.lm.train(self.scratch or cfg.lora)  # a frozen LM stays in eval mode (no dropout)
             order = torch.randperm(len(captions), generator=gen)
@@ -401,6 +462,57 @@ class PrefixCaptioner:
                 bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
             if val is not None:
                 self.history["val_loss"].append(self.evaluate_loss(*val))
+            if state is not None:
+                self._save_state(state, epoch + 1, opt, sched, gen, len(captions))
+
+    def _state_id(self, n: int) -> dict:
+        return {"config": dataclasses.asdict(self.config), "n": n, "input_dim": self.input_dim}
+
+    def _save_state(self, path: Path, epochs_done: int, opt, sched, gen, n: int):
+        """Everything a resumed fit needs, as one file written atomically (a kill leaves the last one)."""
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "format": _STATE_FORMAT,
+                "id": self._state_id(n),
+                "epochs_done": epochs_done,
+                "trainable": {k: v.detach().cpu() for k, v in self._trainable().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": self.history,
+            },
+            buf,
+        )
+        atomic_write_bytes(path, buf.getvalue())
+
+    def _resume(self, path: Path, opt, sched, gen, n: int) -> int:
+        """Load the state `_save_state` wrote; returns the number of finished epochs."""
+        try:
+            s = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 (any unreadable file gets the same advice)
+            raise ValueError(f"{path} is not a readable training state ({e}); delete it to start over") from e
+        if not isinstance(s, dict) or s.get("format") != _STATE_FORMAT or s.get("id") != self._state_id(n):
+            raise ValueError(
+                f"{path} holds the training state of another fit (config, data size or input dim differ); "
+                "delete it, or pass another checkpoint folder"
+            )
+        with torch.no_grad():
+            for k, p in self._trainable().items():
+                p.copy_(s["trainable"][k].to(p.device))
+        opt.load_state_dict(s["optimizer"])
+        sched.load_state_dict(s["scheduler"])
+        gen.set_state(s["generator"])
+        torch.set_rng_state(s["torch_rng"])
+        self.history = s["history"]
+        done = int(s["epochs_done"])
+        print(
+            f"captioner fit ({self.config.lm}): resuming at epoch {done + 1} of {self.config.epochs} "
+            f"({done} finished, state read from {path})",
+            flush=True,
+        )
+        return done
 
     @torch.no_grad()
     def evaluate_loss(self, embeddings, captions: list[str], batch_size: int = 128) -> float:

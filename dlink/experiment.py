@@ -352,8 +352,12 @@ def fit_captioner(
     """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions.
 
     Decoder, epochs and beams come from the profile; `val` = (X_val, captions_val) logs a validation
-    loss per epoch (the curves notebook 05 draws). Cached per inputs, config and code.
+    loss per epoch (the curves notebook 05 draws). Cached per inputs, config and code. A pretrained
+    LM's fit (minutes to hours) writes its training state after every epoch to <folder>.partial and a
+    rerun resumes after the last finished epoch; the scratch decoder's (seconds) reruns whole.
     """
+    import shutil
+
     from dlink.aac import train_captioner
     from dlink.captioner import PrefixCaptioner
 
@@ -363,12 +367,15 @@ def fit_captioner(
     code = _code_hash("captioner", "lm")
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
     folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
+    partial = folder.with_name(folder.name + ".partial") if cache and cfg["lm"] != "scratch" else None
     if cache and (folder / "config.json").is_file():
         cap = PrefixCaptioner.load(folder, device=P.device)
     else:
-        cap = train_captioner(X, captions, cfg, device=P.device, val=val)
+        cap = train_captioner(X, captions, cfg, device=P.device, val=val, checkpoint=partial)
         if cache:
             cap.save(folder)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
     # names this captioner in the caches of what was chosen with it (`bridged(captioner=)`)
     cap.cache_key = folder.name if cache else None
     return cap

@@ -1,13 +1,14 @@
 """Run the numbered notebooks in order with papermill, resumably.
 
-    ./run_all.sh [--force] [--profile smoke|default|full] [--only 03] [-p NAME VALUE ...]
+    ./run_all.sh [--force] [--profile smoke|default|full|llm] [--only 03] [-p NAME VALUE ...]
     python -m dlink.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
     python -m dlink.pipeline publish                      # a finished default run's outputs -> notebooks/
     python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs instead
     ./run_all.sh --lab [--port N ...]     # open the notebooks in JupyterLab instead (dlink.lab)
 
 What a run does:
-- executes notebooks/[0-9][0-9]_*.ipynb in order, each into runs/<profile>/NN_name.ipynb
+- executes notebooks/[0-9][0-9]_*.ipynb in order (those the profile names in `notebooks`, or
+  --only's), each into runs/<profile>/NN_name.ipynb
   (git-ignored; the sources are never written). Execution goes to a hidden temp file that is
   renamed when the notebook finishes, so runs/ holds finished notebooks only; a failed one is
   kept as runs/<profile>/NN_name.failed.ipynb with the traceback in place.
@@ -434,11 +435,14 @@ def run_pipeline(
     """
     from dlink.profiles import get_profile, resolve_user_paths
 
-    profile = get_profile(profile).name
+    prof = get_profile(profile)
+    profile = prof.name
     # notebooks run inside notebooks/: a relative path means the user's directory, so fix it now
     params = resolve_user_paths(dict(params or {}))
     notebooks = find_notebooks(notebooks_dir)
-    selected = _select(notebooks, only)
+    selected = _select(
+        notebooks, only if only is not None or prof.notebooks is None else list(prof.notebooks)
+    )
     routed = _route_parameters(selected, params)
     label = _precheck(profile, params)
     run_dir = Path(runs_dir) / label
@@ -715,7 +719,7 @@ def _parser() -> argparse.ArgumentParser:
         "into notebooks/ (each has --help); `--lab [OPTIONS]` opens JupyterLab (python -m dlink.lab --help).",
     )
     ap.add_argument(
-        "--profile", default=None, help="smoke | default | full (default: $DLINK_PROFILE or default)"
+        "--profile", default=None, help="smoke | default | full | llm (default: $DLINK_PROFILE or default)"
     )
     ap.add_argument(
         "--only", action="append", metavar="NN", help="run only these notebooks (03, 03_bridge, 03,05)"

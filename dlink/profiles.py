@@ -1,11 +1,11 @@
-"""Run profiles (smoke | default | full) and the validation of a notebook's parameters.
+"""Run profiles (smoke | default | full | llm) and the validation of a notebook's parameters.
 
 Every notebook starts with a papermill parameters cell and then calls `resolve_params`, so a
 bad value fails in the first second with one message that lists everything wrong, instead of
 an hour later deep inside training. A profile is the one place that says how big a run is:
 the notebooks read sizes, epochs and sweep grids from it and hard-code none of them.
 
-    profile = None  # smoke | default | full; None = $DLINK_PROFILE or default
+    profile = None  # smoke | default | full | llm; None = $DLINK_PROFILE or default
     dataset = "embedded"; encoder = "embedded"; clap_ckpt = None; data_root = None
     device = "auto"; seeds = None; lm = None; clap_tokenizer = None
     clap_amodel = "HTSAT-tiny"; clap_fusion = False
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dlink.device import resolve_device, set_torch_threads
+from dlink.lm import folder_problem
 
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
@@ -82,6 +83,8 @@ class Profile:
     ddim_steps: tuple[int, ...] = (5,)  # ablation: deterministic DDIM steps from k* to 0
     n_blocks: tuple[int, ...] = (3,)  # ablation: residual MLP blocks in the denoiser
     device: str = "auto"
+    # the notebooks a plain `run_all.sh --profile NAME` runs (numbers, as --only takes them); None = all
+    notebooks: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +153,25 @@ PROFILES: dict[str, Profile] = {
         n_blocks=(1, 2, 3, 4, 6),
     ),
 }
+
+# The paper's kind of decoder on a CPU: the frozen SmolLM2-135M prefix captioner trained on every
+# fit caption, then notebook 05's zero-shot table (results/llm/; notebooks 01-04 make what it
+# needs). Data, encoder heads and bridge training as in the default profile (its seed 0); one
+# seed and one-point diffusion grids, because every inference setting tried is captioned by the
+# LLM on validation. The captioner's fit resumes after its last finished epoch.
+PROFILES["llm"] = dataclasses.replace(
+    PROFILES["default"],
+    name="llm",
+    n_seeds=1,
+    lm="smollm2-135m",
+    captioner_epochs=2,
+    caption_seeds=1,
+    noise_variances=(CAPDEC_NOISE_VARIANCE,),
+    start_steps=(500,),
+    ddim_steps=(5,),
+    n_blocks=(3,),
+    notebooks=("01", "02", "03", "04", "05"),
+)
 
 
 @dataclass(frozen=True)
@@ -371,7 +393,7 @@ def _check_lm(lm: Any, errors: list[str]) -> str | None:
         return lm
     if _is_local_lm(lm):
         folder = _absolute(lm)
-        problem = _lm_folder_problem(folder)
+        problem = folder_problem(folder)
         if problem:
             errors.append(f"lm={lm!r}: {problem}")
         return str(folder)
@@ -388,42 +410,6 @@ def _check_lm(lm: Any, errors: list[str]) -> str | None:
                 f"pass a local folder (save_pretrained of the model and its tokenizer) or one of {', '.join(BUILTIN_LMS)}"
             )
     return lm
-
-
-def _lm_folder_problem(folder: Path) -> str | None:
-    import json
-
-    if not folder.is_dir():
-        return (
-            f"{folder} is not a folder (a local LM is a transformers folder: config.json, weights, tokenizer)"
-        )
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        return f"{folder} has no config.json; it is not a transformers model folder"
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        return f"{cfg_path} is not valid JSON ({e})"
-    archs = cfg.get("architectures") or []
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
-    if not archs:
-        try:
-            from transformers.models.auto.modeling_auto import (
-                MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal_types,
-            )
-        except ImportError:
-            causal_types = {}
-        causal = cfg.get("model_type") in causal_types
-    if not causal:
-        return (
-            f"{folder} is not a causal language model (config.json: architectures={archs}, "
-            f"model_type={cfg.get('model_type')!r}); the captioner needs a *ForCausalLM decoder"
-        )
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
-        return f"{folder} has no weights (*.safetensors or pytorch_model.bin)"
-    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        return f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json); save the tokenizer there too"
-    return None
 
 
 def resolve_params(

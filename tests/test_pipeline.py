@@ -109,6 +109,20 @@ def test_runs_in_order_resumes_and_forces(project):
     assert all(p.read_bytes() == b for p, b in sources.items())  # sources never touched
 
 
+def test_a_profile_that_names_its_notebooks_runs_those_unless_only_says_otherwise(project):
+    import dataclasses
+
+    from dlink.profiles import PROFILES
+
+    nbs, out, sources, kw = project
+    prof = dataclasses.replace(PROFILES["smoke"], notebooks=("01", "03"))  # as the llm profile does
+    res = run_pipeline(profile=prof, params={"out_dir": str(out)}, **kw)
+    assert [s.notebook for s in res.steps] == ["01_data", "03_eval"]
+    assert _order(out) == ["01_data", "03_eval"]
+    run_pipeline(profile=prof, only=["02"], params={"out_dir": str(out)}, **kw)
+    assert _order(out)[-1] == "02_bridge"
+
+
 def test_a_truncated_output_is_not_up_to_date(project):
     nbs, out, sources, kw = project
     params = {"out_dir": str(out), "scale": 7}

@@ -1,4 +1,4 @@
-"""dlink.profiles: the three profiles and resolve_params' validation."""
+"""dlink.profiles: the profiles and resolve_params' validation."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def offline(monkeypatch):
 
 
 def test_profiles_grow_from_smoke_to_full():
-    assert set(PROFILES) == {"smoke", "default", "full"}
+    assert set(PROFILES) == {"smoke", "default", "full", "llm"}
     s, d, f = PROFILES["smoke"], PROFILES["default"], PROFILES["full"]
     assert (s.n_seeds, d.n_seeds, f.n_seeds) == (1, 3, 3) and d.caption_seeds >= 3
     assert (s.lm, d.lm, f.lm) == ("scratch", "scratch", "smollm2-135m")
@@ -52,7 +52,7 @@ def test_defaults_and_environment(monkeypatch):
     assert d["profile"]["name"] == "smoke" and d["seeds"] == [3, 5] and d["clap_ckpt"] is None
     monkeypatch.setenv("DLINK_PROFILE", "tiny")
     with pytest.raises(
-        ValueError, match=r"\$DLINK_PROFILE='tiny' is not a profile; valid: smoke, default, full"
+        ValueError, match=r"\$DLINK_PROFILE='tiny' is not a profile; valid: smoke, default, full, llm"
     ):
         get_profile()
 
@@ -63,7 +63,7 @@ def test_every_problem_reported_at_once():
     msg = str(e.value)
     for needle in (
         "unknown parameter(s) beams, lr",
-        "profile='huge' is not a profile; valid: smoke, default, full",
+        "profile='huge' is not a profile; valid: smoke, default, full, llm",
         "dataset='esc50' is not known; valid: embedded, audiocaps, clotho",
         "encoder='msclap' is not known; valid: embedded, laion-clap",
         "seeds must be None",
@@ -145,6 +145,28 @@ def test_only_the_canonical_default_run_is_labelled_default():
     assert resolve_params(profile="default", lm="tiny-random").label == "default-lm-tiny-random"
     assert resolve_params(profile="smoke").label == "smoke"
     assert results_dir(resolve_params(profile="default", seeds=[0])).name == "default-seeds-0"
+
+
+def test_the_llm_profile_trains_smollm2_like_the_default_run_and_writes_results_llm():
+    from dlink import paths
+    from dlink.experiment import results_dir
+
+    llm, d = PROFILES["llm"], PROFILES["default"]
+    P = resolve_params(profile="llm")
+    assert P.label == "llm" and results_dir(P) == paths.RESULTS / "llm"
+    assert P.lm == "smollm2-135m" and P.seeds == (0,) and P.eval_items is None
+    # the same data, encoder heads and bridge training as the default run's seed 0
+    for name in (
+        "dataset_size",
+        "clap_epochs",
+        "bridge_epochs",
+        "bridge_batch_size",
+        "bridge_patience",
+        "encoder_share",
+    ):
+        assert getattr(llm, name) == getattr(d, name), name
+    assert llm.notebooks == ("01", "02", "03", "04", "05")  # up to the zero-shot table
+    assert d.notebooks is None and PROFILES["smoke"].notebooks is None  # every notebook
 
 
 def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
