@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     histories = {}  # arm -> (history, batch size, captions)
 
     def write():
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
         if out["curve"]:
             summary = out["curve_summary"] = summarize_curve(out["curve"], default_epochs)
             ep = [r["epoch"] for r in summary["epochs"]]

@@ -224,7 +224,7 @@ def _ddp_captioner_class():
         sees the whole batch. The logged loss is the mean over ranks.
         """
 
-        def _train(self, x, captions, val, gen, opt, sched, params, bar):
+        def _train(self, x, captions, val, gen, opt, sched, params, bar, start=0, state=None):
             import torch.distributed as dist
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -232,7 +232,7 @@ def _ddp_captioner_class():
             on_gpu = str(self.device).startswith("cuda")
             ddp = DDP(_Loss(self), device_ids=[self.device] if on_gpu else None)  # rank 0's weights to all
             cfg = self.config
-            for epoch in range(cfg.epochs):
+            for epoch in range(start, cfg.epochs):
                 self.projector.train()
                 self.lm.train(self.scratch or cfg.lora)
                 order = torch.randperm(len(captions), generator=gen)
@@ -255,6 +255,8 @@ def _ddp_captioner_class():
                     bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
                 if val is not None:
                     self.history["val_loss"].append(self.evaluate_loss(*val))
+                if state is not None and rank == 0:  # one writer; every rank holds the same weights
+                    self._save_state(state, epoch + 1, opt, sched, gen, len(captions))
 
     return DDPCaptioner
 

@@ -497,14 +497,18 @@ def term_ablation_rows(
 
     names = list(per_seed[0])
     outputs = {n: [s[n]["bridged"] for s in per_seed] for n in names}
-    gap = gap_intervals(outputs, texts, versus=versus, labels=labels, seeds=list(seeds), columns=TERM_COLUMNS[:3])
+    gap = gap_intervals(
+        outputs, texts, versus=versus, labels=labels, seeds=list(seeds), columns=TERM_COLUMNS[:3]
+    )
     rows = []
     for name, g in zip(names, gap, strict=True):
         row = {"variant": name} | {k: v for k, v in g.items() if k != "method"}
         items = np.array([s[name]["CIDEr-D_items"] for s in per_seed])
         ref = np.array([s[versus]["CIDEr-D_items"] for s in per_seed])
         row |= dict(zip(("CIDEr-D", "CIDEr-D_lo", "CIDEr-D_hi"), bootstrap_ci(items), strict=True))
-        row |= dict(zip(("d_CIDEr-D", "d_CIDEr-D_lo", "d_CIDEr-D_hi"), paired_difference(items, ref), strict=True))
+        row |= dict(
+            zip(("d_CIDEr-D", "d_CIDEr-D_lo", "d_CIDEr-D_hi"), paired_difference(items, ref), strict=True)
+        )
         rows.append(row)
     return rows
 

@@ -608,9 +608,10 @@ def _as_shown(text: str) -> str:
     return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
-def _published_outputs(outputs: list) -> list:
+def _published_outputs(outputs: list, checkout: str | None = None) -> list:
     """Outputs as a reader would see them: consecutive streams merged, progress bars in their
-    final state, widget views dropped (kept where a text form exists)."""
+    final state, widget views dropped (kept where a text form exists), paths inside the run's
+    `checkout` written relative to it (a reader's clone lives elsewhere)."""
     kept = []
     for out in outputs:
         if out.get("output_type") == "stream":
@@ -628,6 +629,8 @@ def _published_outputs(outputs: list) -> list:
     for out in kept:
         if out.get("output_type") == "stream":
             out["text"] = _as_shown(out["text"])
+            if checkout:
+                out["text"] = out["text"].replace(checkout.rstrip("/") + "/", "")
     return kept
 
 
@@ -662,6 +665,7 @@ def publish_notebook(
     executed, source = Path(executed), Path(source)
     run, src = _read_nb(executed), _read_nb(source)
     cells = _check_same_cells(run, src, executed, source, profile)
+    checkout = str(executed.resolve().parents[2])  # <checkout>/runs/<profile>/<notebook>
     before = nbformat.writes(src)
     count = 0
     for cell, done in zip(src.cells, cells, strict=True):
@@ -673,7 +677,7 @@ def publish_notebook(
             continue  # nbval compares these against the smoke profile: keep the committed ones
         count += 1
         cell.execution_count = count
-        cell.outputs = _published_outputs(done.get("outputs", []))
+        cell.outputs = _published_outputs(done.get("outputs", []), checkout)
         for out in cell.outputs:
             if "execution_count" in out:
                 out["execution_count"] = count

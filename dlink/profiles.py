@@ -112,7 +112,7 @@ PROFILES: dict[str, Profile] = {
     ),
     # The artifact's real setting on a 2-core CPU: real pretrained towers, the scratch decoder
     # (SmolLM2-135M as a frozen prefix LM trains ~7 samples/s here, so a run affords too few
-    # captions for it: trained on 1,280 its text oracle reached CIDEr-D 0.055), all test scenes,
+    # captions for it: results/decoder_comparison.md, on validation), all test scenes,
     # 3 seeds everywhere.
     "default": Profile(
         name="default",

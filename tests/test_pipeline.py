@@ -220,6 +220,7 @@ def _executed_copy(source: Path, run_dir: Path) -> Path:
             c.metadata["papermill"] = {"duration": 1.5}
             c.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
             c.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"cell {n}\n")]
+    nb.cells[-1].outputs[0]["text"] += f"wrote {run_dir.resolve().parents[1]}/results/x.csv\n"
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     nb.cells[-1].outputs.append(
         nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
@@ -255,6 +256,7 @@ def test_publish_keeps_sources_and_outputs_and_passes_nbval(tmp_path):
     assert all(c.outputs for c in code) and "papermill" not in out.metadata
     assert not any("papermill" in c.metadata or "execution" in c.metadata for c in code)
     last = code[-1].outputs
+    assert last[0]["text"].endswith("\nwrote results/x.csv\n")  # paths relative to the run's checkout
     assert last[1]["data"]["image/png"].startswith("iVBOR")
     assert "application/vnd.jupyter.widget-view+json" not in last[2]["data"]
     assert out.metadata[PUBLISHED_KEY]["profile"] == "default"

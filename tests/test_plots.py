@@ -118,6 +118,8 @@ def test_plot_gains_draws_each_row_with_its_interval_and_says_when_there_is_none
     assert fig.get_size_inches()[0] <= 10
     empty = plot_gains([{"decoder": "generative", "method": "identity"}])
     assert "no generative row" in empty.axes[0].texts[0].get_text()
+
+
 # ---------------------------------------------------------------- ablations, loss curves, sizes
 
 
