@@ -65,7 +65,7 @@ def _verdict(results: Path, stem: str, paper: str) -> str:
         word = "**not resolved** (the 95 % interval covers 0)"
     return (
         f"Relative CIDEr-D gain of Diffusion-Link over no bridge (generative decoder): **{g:+.1f} %** "
-        f"[{lo:+.1f}, {hi:+.1f}] (paired bootstrap over seeds and items, {int(r['n_seeds'])} seeds); paper (AudioCaps, "
+        f"[{lo:+.1f}, {hi:+.1f}] (paired bootstrap over seeds and items, {int(r['n_seeds'])} seed{'s' if int(r['n_seeds']) != 1 else ''}); paper (AudioCaps, "
         f"LAION-CLAP, its LLM): {paper}. The paper's direction is {word}."
     )
 
@@ -187,6 +187,23 @@ def section(results: Path) -> str:
             *cmp.read_text().strip().splitlines(),
             "",
         ]
+    llm = results / "llm"
+    if (llm / "aac_zero_shot.csv").is_file():
+        md = (llm / "aac_zero_shot.md").read_text()
+        notes = [line for line in md.splitlines()[2:] if line and not line.startswith("|")]
+        out += [
+            "**Result 2a with the paper's kind of decoder** (`./run_all.sh --profile llm`, "
+            "`results/llm/aac_zero_shot.md`; the frozen SmolLM2-135M with a trained prefix): "
+            + " ".join(notes),
+            "",
+            *_table_lines(md),
+            "",
+            _verdict(llm, "aac_zero_shot", "up to +52.5 %"),
+            "",
+        ]
+        if (llm / "validation.md").is_file():  # scripts/llm_validation.py
+            out += ["**The LLM decoder on validation** (`scripts/llm_validation.py`, `results/llm/validation.md`):",
+                    "", *(line.lstrip("# ") for line in (llm / "validation.md").read_text().strip().splitlines()), ""]  # fmt: skip
     return "\n".join(out + [END])
 
 
@@ -233,6 +250,37 @@ def _term_verdict(results: Path) -> str:
     )
 
 
+def _decoders_side_by_side(results: Path) -> list[str]:
+    """The scratch decoder's zero-shot row ends and Diffusion-Link's gain beside the LLM decoder's."""
+    from dlink.profiles import PROFILES
+
+    out = [
+        "**Two decoders, one bridge** (zero-shot, all test scenes; the LLM run, `./run_all.sh --profile llm`, "
+        "trains one seed, so its intervals resample test items only and leave seed variance out):",
+        "",
+        "| decoder | seeds | oracle CIDEr-D | raw audio CIDEr-D | Diffusion-Link CIDEr-D | Diffusion-Link's gain [95 % CI] |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    decoders = (
+        (f"GPT-2-style, trained from scratch ({PROFILES['default'].captioner_epochs} epochs)", results, ""),
+        (
+            f"SmolLM2-135M, frozen, trained prefix ({PROFILES['llm'].captioner_epochs} epochs)",
+            results / "llm",
+            "llm/",
+        ),
+    )
+    for name, folder, sub in decoders:
+        df = pd.read_csv(folder / "aac_zero_shot.csv")
+        df = df[df["decoder"] == "generative"].set_index("method")
+        dl = df.loc["diffusion_link"]
+        cider = {m: f"{df.loc[m, 'CIDEr-D_mean']:.3f}" for m in ("text_oracle", "identity", "diffusion_link")}
+        out.append(
+            f"| {name} (`results/{sub}aac_zero_shot.md`) | {int(dl['n_seeds'])} | {cider['text_oracle']} | "
+            f"{cider['identity']} | {cider['diffusion_link']} | {_fmt(dl, 'gain', 100, ' %', 1)} |"
+        )
+    return out
+
+
 def headline(results: Path) -> str:
     """The README's headline: the zero-shot table in short, and one verdict line per claim."""
     zs = pd.read_csv(results / "aac_zero_shot.csv")
@@ -276,6 +324,8 @@ def headline(results: Path) -> str:
         dl = g.loc["diffusion_link"]
         out += ["", "Gap (result 1, `docs/results.md`): Diffusion-Link's centroid distance is "
                 f"{dl['centroid_distance']:.3f}; each other row's minus it: " + ", ".join(line) + "."]  # fmt: skip
+    if (results / "llm" / "aac_zero_shot.csv").is_file():
+        out += ["", *_decoders_side_by_side(results)]
     if (results / "term_ablation.csv").is_file():
         out += [
             "",
