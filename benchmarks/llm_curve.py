@@ -11,7 +11,7 @@ not a run trained with epochs=e. Validation only: the test split informs nothing
 Writes results/llm/curve.{json,md} after every epoch (a stopped run keeps what it measured) and
 figures/llm/curve.png. Needs notebooks 01-02 of the llm profile (`./run_all.sh --profile llm`).
 
-    python benchmarks/llm_curve.py [--epochs 4] [--lm smollm2-135m] [--threads 2]
+    python benchmarks/llm_curve.py [--epochs 4] [--lm smollm2-135m] [--batch-size 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=4, help="epochs of the run, scored after each (default 4)")
     p.add_argument("--lm", default=None, help="decoder (default: the llm profile's, smollm2-135m)")
     p.add_argument("--profile", default="llm", help="profile whose data, seed and beams are used")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="captions per step (default: CaptionerConfig's)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: dlink's policy)")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be >= 1, got {args.threads}")
+    for name in ("batch_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
     import matplotlib
 
@@ -68,10 +73,11 @@ def main(argv=None) -> int:
     idx, refs = X.eval_subset(P, frame["val"])
     inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
     results, figures = X.results_dir(P), X.figures_dir(P)
-    cfg = CaptionerConfig(lm=lm, epochs=args.epochs, beams=P.profile.beams, seed=seed)
+    batch = {"batch_size": args.batch_size} if args.batch_size else {}
+    cfg = CaptionerConfig(lm=lm, epochs=args.epochs, beams=P.profile.beams, seed=seed, **batch)
     cap = compare._scored_captioner()(cfg, P.device, inputs, refs)
     out = {"lm": lm, "profile": P.profile.name, "profile_epochs": P.profile.captioner_epochs,
-           "epochs": args.epochs, "seed": seed, "beams": P.profile.beams, "train_captions": len(caps_fit),
+           "epochs": args.epochs, "batch_size": cfg.batch_size, "seed": seed, "beams": P.profile.beams, "train_captions": len(caps_fit),
            "validation_scenes": len(idx), "threads": torch.get_num_threads(), "curve": []}  # fmt: skip
     t0 = time.perf_counter()
 
@@ -80,7 +86,8 @@ def main(argv=None) -> int:
         out["curve"], out["s"] = curve, round(time.perf_counter() - t0, 1)
         write_json(results / "curve.json", out)
         lines = [
-            f"{lm} prefix captioner (frozen LM), one {args.epochs}-epoch run on {len(caps_fit)} fit captions "
+            f"{lm} prefix captioner (frozen LM), one {args.epochs}-epoch run on {len(caps_fit)} fit captions, "
+            f"{cfg.batch_size} per step "
             f"(seed {seed}, {out['threads']} threads, {out['s'] / 60:.0f} min so far), scored after each epoch "
             f"on all {len(idx)} validation scenes (CIDEr-D against captions 2-5, beam {P.profile.beams}). "
             f"Epoch e is a checkpoint of the {args.epochs}-epoch schedule; the {P.profile.name} profile trains "

@@ -59,7 +59,14 @@ def test_the_curve_picks_the_best_mean_epoch_and_pairs_it_with_the_default(bench
     assert any("validation picks epoch 2" in line for line in lines)
 
 
-@pytest.mark.parametrize("argv, field", [(["--epochs", "0"], "--epochs"), (["--threads", "0"], "--threads")])
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--threads", "0"], "--threads"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
 def test_llm_curve_names_a_bad_argument_before_loading_anything(argv, field, capsys):
     spec = importlib.util.spec_from_file_location("llm_curve", paths.ROOT / "benchmarks" / "llm_curve.py")
     module = importlib.util.module_from_spec(spec)
