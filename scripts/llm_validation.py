@@ -13,7 +13,6 @@ same inputs are in results/decoder_comparison.md. Writes results/llm/validation.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ def main(argv=None) -> int:
 
     import dlink
     from dlink import experiment as X
+    from dlink._io import atomic_write_text, write_json
     from dlink.aac import caption_pairs
     from dlink.stats import bootstrap_ci
 
@@ -58,8 +58,7 @@ def main(argv=None) -> int:
         out[r["method"]] = {"CIDEr-D": float(r["CIDEr-D"]), "lo": lo, "hi": hi,
                             "samples": preds[r["method"]][:5]}  # fmt: skip
     folder = X.results_dir(P)
-    (folder / ".validation.json.tmp").write_text(json.dumps(out, indent=1))
-    (folder / ".validation.json.tmp").replace(folder / "validation.json")
+    write_json(folder / "validation.json", out)
     md = [
         f"# {P.profile.lm} prefix captioner on validation ({len(vidx)} scenes, seed {seed}, "
         f"{P.profile.captioner_epochs} epochs, beam {P.profile.beams})",
@@ -74,8 +73,7 @@ def main(argv=None) -> int:
         "First oracle captions: " + " / ".join(out["text_oracle"]["samples"]),
         "",
     ]
-    (folder / ".validation.md.tmp").write_text("\n".join(md))
-    (folder / ".validation.md.tmp").replace(folder / "validation.md")
+    atomic_write_text(folder / "validation.md", "\n".join(md))
     print("\n".join(md))
     return 0
 
