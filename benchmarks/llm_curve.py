@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import time
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def main(argv=None) -> int:
         "--batch-size", type=int, default=None, help="captions per step (default: CaptionerConfig's)"
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: dlink's policy)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a CaptionerConfig field, e.g. --set lora=true --set lm_dtype=bfloat16 (repeatable)",
+    )
+    p.add_argument(
+        "--name", default="curve", help="output stem in results/llm and figures/llm (default curve)"
+    )
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
@@ -39,6 +50,15 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+    from dlink.captioner import config_overrides
+
+    try:
+        overrides = config_overrides(args.set, lm=args.lm or "smollm2-135m")
+    except ValueError as e:
+        p.error(f"--set: {e}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
+        p.error(f"--name must be letters, digits, _ or -, got {args.name!r}")
 
     import matplotlib
 
@@ -74,19 +94,19 @@ def main(argv=None) -> int:
     inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
     results, figures = X.results_dir(P), X.figures_dir(P)
     batch = {"batch_size": args.batch_size} if args.batch_size else {}
-    cfg = CaptionerConfig(lm=lm, epochs=args.epochs, beams=P.profile.beams, seed=seed, **batch)
+    cfg = CaptionerConfig(lm=lm, epochs=args.epochs, beams=P.profile.beams, seed=seed, **batch | overrides)
     cap = compare._scored_captioner()(cfg, P.device, inputs, refs)
     out = {"lm": lm, "profile": P.profile.name, "profile_epochs": P.profile.captioner_epochs,
            "epochs": args.epochs, "batch_size": cfg.batch_size, "seed": seed, "beams": P.profile.beams, "train_captions": len(caps_fit),
-           "validation_scenes": len(idx), "threads": torch.get_num_threads(), "curve": []}  # fmt: skip
+           "validation_scenes": len(idx), "threads": torch.get_num_threads(), "overrides": overrides, "curve": []}  # fmt: skip
     t0 = time.perf_counter()
 
     def write():
         curve = [{k: v for k, v in r.items() if not k.endswith(" items")} for r in cap.curve]
         out["curve"], out["s"] = curve, round(time.perf_counter() - t0, 1)
-        write_json(results / "curve.json", out)
+        write_json(results / f"{args.name}.json", out)
         lines = [
-            f"{lm} prefix captioner (frozen LM), one {args.epochs}-epoch run on {len(caps_fit)} fit captions, "
+            f"{lm} prefix captioner ({', '.join(f'{k}={v}' for k, v in overrides.items()) or 'frozen LM'}), one {args.epochs}-epoch run on {len(caps_fit)} fit captions, "
             f"{cfg.batch_size} per step "
             f"(seed {seed}, {out['threads']} threads, {out['s'] / 60:.0f} min so far), scored after each epoch "
             f"on all {len(idx)} validation scenes (CIDEr-D against captions 2-5, beam {P.profile.beams}). "
@@ -101,7 +121,7 @@ def main(argv=None) -> int:
                 for r in curve
             ),  # fmt: skip
         ]
-        atomic_write_text(results / "curve.md", "\n".join(lines) + "\n")
+        atomic_write_text(results / f"{args.name}.md", "\n".join(lines) + "\n")
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
         ep = [r["epoch"] for r in curve]
         for name, color in zip(compare.INPUTS, ("tab:blue", "tab:orange"), strict=True):
@@ -118,7 +138,7 @@ def main(argv=None) -> int:
         a2.plot(ep, [r["val_loss"] for r in curve], "o-", color="tab:green")
         a2.set(xlabel=f"epoch of the {args.epochs}-epoch run", ylabel="nats / token", title="validation loss")
         fig.tight_layout()
-        save_figure(fig, figures / "curve")
+        save_figure(fig, figures / args.name)
         plt.close(fig)
         return lines
 
@@ -131,7 +151,7 @@ def main(argv=None) -> int:
     cap.curve = Written()
     cap.fit(Xfit, caps_fit, val=(Xval, caps_val))
     print("\n".join(write()))
-    print("wrote", results / "curve.json", results / "curve.md", figures / "curve.png")
+    print("wrote", *(results / f"{args.name}.{x}" for x in ("json", "md")), figures / f"{args.name}.png")
     return 0
 
 

@@ -152,6 +152,41 @@ class CaptionerConfig:
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
+def config_overrides(items, lm: str = SCRATCH) -> dict:
+    """Parse ["field=value", ...] into typed CaptionerConfig overrides (the command-line form).
+
+    Values take the field's type: int, float, true/false, a comma list for lora_targets, "none"
+    where the field may be None. The result is checked by building a CaptionerConfig for `lm` from it.
+    """
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(CaptionerConfig)}
+    out = {}
+    for item in items:
+        name, sep, text = str(item).partition("=")
+        if not sep or name not in kinds:
+            raise ValueError(f"{item!r} is not FIELD=VALUE with FIELD one of {', '.join(kinds)}")
+        kind = kinds[name]
+        try:
+            if "None" in kind and text.lower() == "none":
+                value = None
+            elif kind.startswith("bool"):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                value = text.lower() == "true"
+            elif kind.startswith("int"):
+                value = int(text)
+            elif kind.startswith("float"):
+                value = float(text)
+            elif kind.startswith("tuple"):
+                value = tuple(t.strip() for t in text.split(",") if t.strip())
+            else:
+                value = text
+        except ValueError as e:
+            raise ValueError(f"{name}={text!r}: {e}") from None
+        out[name] = value
+    CaptionerConfig(**({"lm": lm} | out))  # names the field when a value is out of range
+    return out
+
+
 class WordVocab:
     """Lower-cased word vocabulary of the training captions: <pad> 0, <eos> 1, <unk> 2, then words
     by frequency. Punctuation marks are words of their own."""

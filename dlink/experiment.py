@@ -362,7 +362,7 @@ def fit_captioner(
     from dlink.captioner import PrefixCaptioner
 
     cfg = dict(lm=P.profile.lm, epochs=P.profile.captioner_epochs, beams=P.profile.beams, seed=seed)
-    cfg.update(overrides)
+    cfg.update(dict(P.profile.captioner), **overrides)
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     code = _code_hash("captioner", "lm")
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())

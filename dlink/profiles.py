@@ -70,6 +70,9 @@ class Profile:
     beams: int  # beam width when decoding captions
     umap_points: int  # points per modality in the UMAP figures
     caption_seeds: int = 1  # the captioning notebooks use the first caption_seeds of the seeds
+    # further CaptionerConfig fields for this profile's captioners, as (name, value) pairs (a tuple,
+    # so the profile stays hashable); the rest are CaptionerConfig's defaults
+    captioner: tuple[tuple[str, Any], ...] = ()
     bridge_patience: int = 3  # epochs without a better validation loss before a bridge fit stops
     # share of the training scenes the embedded CLAP's heads are trained on; bridges and captioners
     # are fitted on the rest ("fit" scenes), so no stage is fitted on pairs an earlier stage saw
@@ -165,6 +168,10 @@ PROFILES["llm"] = dataclasses.replace(
     n_seeds=1,
     lm="smollm2-135m",
     captioner_epochs=2,
+    # LoRA on the LM's attention and 32 captions a step, chosen on validation (benchmarks/llm_curve.py):
+    # the frozen LM with 128 a step reached text-oracle CIDEr-D 0.41 in 2 epochs, with 32 a step 0.65
+    # (results/llm/curve.md), with LoRA and 32 a step 1.09 after one epoch (results/llm/curve_lora.md)
+    captioner=(("lora", True), ("batch_size", 32)),
     caption_seeds=1,
     noise_variances=(CAPDEC_NOISE_VARIANCE,),
     start_steps=(500,),
@@ -380,6 +387,22 @@ def _check_tokenizer_folder(folder: Path) -> str | None:
     )
 
 
+def _check_captioner(prof: Profile, lm: str | None, errors: list[str]) -> None:
+    """The profile's captioner fields must suit the LM that will use them (`lm` overrides the profile's)."""
+    if not prof.captioner:
+        return
+    from dlink.captioner import CaptionerConfig
+
+    try:
+        CaptionerConfig(lm=lm or prof.lm, **dict(prof.captioner))
+    except (TypeError, ValueError) as e:
+        fields = ", ".join(f"{k}={v!r}" for k, v in prof.captioner)
+        errors.append(
+            f"the {prof.name} profile's captioner settings ({fields}) do not suit lm={lm or prof.lm!r}: {e}; "
+            "use a profile made for that decoder (the default profile trains the scratch decoder)"
+        )
+
+
 def _check_lm(lm: Any, errors: list[str]) -> str | None:
     """The captioner's LM: a built-in name, a local causal-LM folder, or a hub name."""
     if lm is None:
@@ -472,6 +495,7 @@ def resolve_params(
     ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
     lm_value = _check_lm(lm, errors)
 
+    _check_captioner(prof, lm_value, errors)
     seed_tuple = _check_seeds(seeds, prof.n_seeds, errors)
     resolved_device = _check_device(device, prof, errors)
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlink.captioner import CaptionerConfig, PrefixCaptioner, RetrievalCaptioner, WordVocab, clean_caption
+from dlink.captioner import (
+    CaptionerConfig,
+    PrefixCaptioner,
+    RetrievalCaptioner,
+    WordVocab,
+    clean_caption,
+    config_overrides,
+)
 from dlink.metrics import caption_metrics
 
 CAPTIONS = [
@@ -166,3 +173,22 @@ def test_training_ignores_the_global_random_state(x):
     torch.manual_seed(2)
     b = PrefixCaptioner(cfg, device="cpu").fit(x, CAPTIONS, progress=False).history["train_loss"]
     assert a == b
+
+
+def test_config_overrides_parse_each_field_to_its_type_and_name_a_bad_one():
+    got = config_overrides(
+        ["lora=true", "lm_dtype=bfloat16", "batch_size=32", "lr=5e-4", "lora_targets=q_proj, v_proj"],
+        lm="tiny-random",
+    )
+    assert got == {"lora": True, "lm_dtype": "bfloat16", "batch_size": 32, "lr": 5e-4,
+                   "lora_targets": ("q_proj", "v_proj")}  # fmt: skip
+    assert config_overrides(["lora_targets=none"]) == {"lora_targets": None}
+    for bad, message in [
+        (["lora=1"], "expected true or false"),
+        (["epochs=two"], "epochs='two'"),
+        (["beams=0"], "CaptionerConfig.beams=0"),
+        (["lora=true"], "scratch decoder"),  # LoRA needs a pretrained LM
+        (["width=3"], "'width=3' is not FIELD=VALUE"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            config_overrides(bad)

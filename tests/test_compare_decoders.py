@@ -62,9 +62,13 @@ def test_the_curve_picks_the_best_mean_epoch_and_pairs_it_with_the_default(bench
 @pytest.mark.parametrize(
     "argv, field",
     [
-        (["--epochs", "0"], "--epochs"),
-        (["--threads", "0"], "--threads"),
-        (["--batch-size", "0"], "--batch-size"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--set", "lora=maybe"], "--set: lora='maybe': expected true or false"),
+        (["--set", "batch_size=0"], "--set: CaptionerConfig.batch_size=0 must be an int >= 1"),
+        (["--set", "depth=3"], "--set: 'depth=3' is not FIELD=VALUE"),
+        (["--name", "../x"], "--name must be letters"),
     ],
 )
 def test_llm_curve_names_a_bad_argument_before_loading_anything(argv, field, capsys):
@@ -73,4 +77,5 @@ def test_llm_curve_names_a_bad_argument_before_loading_anything(argv, field, cap
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as stop:
         module.main(argv)
-    assert stop.value.code == 2 and f"{field} must be >= 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and field in err, err

@@ -199,3 +199,22 @@ def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
     assert seen and seen[0].startswith(b"CONNECT hub.example.invalid:443 ")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert profiles._online() is False
+
+
+def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(monkeypatch):
+    import numpy as np
+
+    from dlink import experiment, profiles
+
+    llm = dataclasses.replace(
+        PROFILES["llm"], name="llm-lora", captioner=(("lora", True), ("batch_size", 16))
+    )
+    monkeypatch.setitem(profiles.PROFILES, "llm-lora", llm)
+    seen = {}
+    monkeypatch.setattr("dlink.aac.train_captioner", lambda X, caps, cfg, **kw: seen.update(cfg) or 1 / 0)
+    P = resolve_params(profile="llm-lora")
+    with pytest.raises(ZeroDivisionError):
+        experiment.fit_captioner(P, "t", np.zeros((2, 4), np.float32), ["a", "b"], cache=False, epochs=1)
+    assert seen["lora"] is True and seen["batch_size"] == 16 and seen["epochs"] == 1  # the call's own win
+    with pytest.raises(ValueError, match="llm-lora profile's captioner settings .*lora=True.* lm='scratch'"):
+        resolve_params(profile="llm-lora", lm="scratch")
