@@ -41,6 +41,7 @@ from dlink.cache import cache_file, cached, content_key
 from dlink.data import load_audio
 from dlink.encoder_base import Encoder, l2_normalize
 from dlink.encoders import embed_split
+from dlink.laion import DEFAULT_AMODEL
 
 # --------------------------------------------------------------------------- processes
 
@@ -288,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", required=True, help="aac-datasets root folder")
     e.add_argument("--clap-ckpt", required=True, help="LAION-CLAP checkpoint file")
     e.add_argument("--clap-tokenizer", default=None, help="local roberta-base tokenizer folder")
-    e.add_argument("--clap-amodel", default="HTSAT-tiny", help="LAION-CLAP audio tower of the checkpoint")
+    e.add_argument("--clap-amodel", default=DEFAULT_AMODEL, help="LAION-CLAP audio tower of the checkpoint")
     e.add_argument("--clap-fusion", action="store_true", help="the checkpoint is a fusion model")
     e.add_argument(
         "--splits", default="train,val,test", help="comma-separated splits (default train,val,test)"
@@ -324,7 +325,8 @@ def _extract(args, rank: int, world: int, device: str) -> None:
                        data_root=args.data_root, clap_tokenizer=args.clap_tokenizer,
                        clap_amodel=args.clap_amodel, clap_fusion=args.clap_fusion)  # fmt: skip
     frames = experiment.splits(P)
-    enc = load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=device, **P.laion_options)
+    opts = P.encoder_options
+    enc = load_encoder("laion-clap", checkpoint=opts.checkpoint, device=device, **opts.loader_kwargs())
     for split in args.splits.split(","):
         if split not in frames:
             raise ValueError(f"--splits: unknown split {split!r}; choose from train, val, test")

@@ -46,8 +46,8 @@ def run_key(P) -> str:
     if getattr(P, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
         data += "-" + P.audiocaps_version
     enc = P.encoder if P.encoder != "embedded" else f"embedded-e{P.profile.clap_epochs}"
-    if P.clap_ckpt is not None:
-        enc += "-" + _short(str(Path(P.clap_ckpt).resolve()))
+    if P.encoder_options is not None and P.encoder_options.checkpoint is not None:
+        enc += "-" + _short(str(Path(P.encoder_options.checkpoint).resolve()))
     return f"{data}-{enc}-{P.profile.name}"
 
 
@@ -145,14 +145,10 @@ def fit_split_table(P) -> str:
 def encoder(P, frame: dict | None = None, seed: int = 0):
     """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
+    if P.encoder_options is not None:  # a pretrained encoder (P.device is resolved)
+        return P.encoder_options.encoder(P.device)
     from dlink import encoders
 
-    if P.encoder == "laion-clap" and P.clap_ckpt is not None:  # built on first use (a cached run
-        from dlink.laion import LazyLaionClap  # needs only the fingerprint)
-
-        return LazyLaionClap(P.clap_ckpt, device=P.device, **P.laion_options)  # P.device is resolved
-    if P.encoder == "laion-clap":
-        return encoders.load_encoder("laion-clap", checkpoint=P.clap_ckpt, device=P.device, **P.laion_options)
     frame = frame or splits(P)
     folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
     if not (folder / "config.json").is_file():

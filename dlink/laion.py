@@ -39,6 +39,7 @@ import importlib.util
 import os
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ from dlink.cache import file_sha256
 from dlink.encoder_base import Encoder, fit_length
 
 SAMPLE_RATE = 48000
+# the audio tower of the 630k-audioset-best.pt checkpoint, the paper's encoder; the one default of it
+DEFAULT_AMODEL = "HTSAT-tiny"
 CLIP_SAMPLES = 480000  # 10 s at 48 kHz, LAION-CLAP's training length
 _PRIVATE = "_dlink_clap_module"
 _HUB = "https://huggingface.co/lukewys/laion_clap/resolve/main/"
@@ -176,7 +179,7 @@ class _ConfigTower:
 
 
 def build_clap(
-    amodel: str = "HTSAT-tiny",
+    amodel: str = DEFAULT_AMODEL,
     tmodel: str = "roberta",
     seed: int = 0,
     device: str = "cpu",
@@ -351,6 +354,38 @@ def guess_architecture(sd: dict) -> dict:
     return guess
 
 
+@dataclass(frozen=True)
+class LaionClapOptions:
+    """What a run with encoder="laion-clap" knows of its encoder (a notebook's clap_* parameters).
+
+    checkpoint: the user's weights file (None: laion_clap downloads the published one, internet
+    only); tokenizer: a local roberta-base tokenizer folder (offline); amodel: the audio tower
+    (HTSAT-tiny for 630k-*, HTSAT-base for music_audioset_epoch_15_esc_90.14); fusion: the
+    630k-*-fusion-best.pt checkpoints. Checked by `dlink.profiles.resolve_params`.
+    """
+
+    checkpoint: Path | None = None
+    tokenizer: Path | None = None
+    amodel: str = DEFAULT_AMODEL
+    fusion: bool = False
+
+    def loader_kwargs(self) -> dict:
+        """Keyword arguments of `LaionClap` beyond checkpoint and device."""
+        return {
+            "amodel": self.amodel,
+            "enable_fusion": self.fusion,
+            "tokenizer": self.tokenizer,
+            "download": self.checkpoint is None,  # resolve_params allows that only with the hub reachable
+        }
+
+    def encoder(self, device: str = "cpu"):
+        """The encoder. With a checkpoint file it is built on first use (`LazyLaionClap`), so a run
+        whose embeddings are cached never reads the weights; without one it downloads them now."""
+        if self.checkpoint is not None:
+            return LazyLaionClap(self.checkpoint, device=device, **self.loader_kwargs())
+        return LaionClap(checkpoint=None, device=device, **self.loader_kwargs())
+
+
 class LaionClap(Encoder):
     """LAION-CLAP as an `Encoder` (512-d joint space).
 
@@ -368,7 +403,7 @@ class LaionClap(Encoder):
     def __init__(
         self,
         checkpoint: str | os.PathLike | None = None,
-        amodel: str = "HTSAT-tiny",
+        amodel: str = DEFAULT_AMODEL,
         tmodel: str = "roberta",
         tokenizer: str | os.PathLike | None = None,
         device: str = "cpu",
@@ -536,7 +571,7 @@ def _tokenizer_hash(tmodel: str, tokenizer) -> str:
 
 
 def fingerprint(
-    checkpoint, amodel="HTSAT-tiny", tmodel="roberta", tokenizer=None, enable_fusion=False
+    checkpoint, amodel=DEFAULT_AMODEL, tmodel="roberta", tokenizer=None, enable_fusion=False
 ) -> str:
     """The cache fingerprint of `LaionClap(checkpoint, ...)`, from file hashes alone (no model built)."""
     return (f"laion-clap|{amodel}|{tmodel}|" + ("fusion|" if enable_fusion else "")
@@ -555,7 +590,7 @@ class LazyLaionClap:
     name, sample_rate = "laion-clap", SAMPLE_RATE
 
     def __init__(self, checkpoint, **options):
-        opts = {k: options.get(k, d) for k, d in (("amodel", "HTSAT-tiny"), ("tmodel", "roberta"),
+        opts = {k: options.get(k, d) for k, d in (("amodel", DEFAULT_AMODEL), ("tmodel", "roberta"),
                                                   ("tokenizer", None), ("enable_fusion", False))}  # fmt: skip
         self.fingerprint = fingerprint(checkpoint, **opts)
         self._args, self._built = (checkpoint, options), None

@@ -8,7 +8,7 @@ the notebooks read sizes, epochs and sweep grids from it and hard-code none of t
     profile = None  # smoke | default | full | llm; None = $DLINK_PROFILE or default
     dataset = "embedded"; encoder = "embedded"; clap_ckpt = None; data_root = None
     device = "auto"; seeds = None; lm = None; clap_tokenizer = None
-    clap_amodel = "HTSAT-tiny"; clap_fusion = False
+    clap_amodel = "HTSAT-tiny"; clap_fusion = False  # LaionClapOptions: P.encoder_options
     ...
     P = dlink.resolve_params(profile=profile, dataset=dataset, encoder=encoder,
                              clap_ckpt=clap_ckpt, data_root=data_root, device=device, seeds=seeds,
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dlink.device import resolve_device, set_torch_threads
+from dlink.laion import DEFAULT_AMODEL, LaionClapOptions
 from dlink.lm import folder_problem
 
 DATASETS = ("embedded", "audiocaps", "clotho")
@@ -192,28 +193,15 @@ class Params:
     profile: Profile
     dataset: str
     encoder: str
-    clap_ckpt: Path | None
     data_root: Path | None
     device: str
     seeds: tuple[int, ...]
-    # LAION-CLAP options: a local roberta-base tokenizer folder (offline), the audio tower
-    # (HTSAT-tiny: 630k-*; HTSAT-base: music_audioset_epoch_15_esc_90.14) and fusion (*-fusion-*)
-    clap_tokenizer: Path | None = None
-    clap_amodel: str = "HTSAT-tiny"
-    clap_fusion: bool = False
+    # the encoder's own options: `LaionClapOptions` for "laion-clap"; None for "embedded", which
+    # the run trains itself and which takes none
+    encoder_options: LaionClapOptions | None = None
     audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
     # share of a split's clips whose audio may be missing or unreadable (None: dlink.data.MAX_MISSING)
     max_missing: float | None = None
-
-    @property
-    def laion_options(self) -> dict[str, Any]:
-        """Keyword arguments for `load_encoder("laion-clap", ...)` beyond checkpoint and device."""
-        return {
-            "amodel": self.clap_amodel,
-            "enable_fusion": self.clap_fusion,
-            "tokenizer": self.clap_tokenizer,
-            "download": self.clap_ckpt is None,  # resolve_params allowed that only with the hub reachable
-        }
 
     @property
     def label(self) -> str:
@@ -239,18 +227,20 @@ class Params:
         raise AttributeError(f"Params has no attribute {name!r}")
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for writing next to results)."""
+        """Plain JSON-able dict (for writing next to results); the encoder's options under the
+        notebook parameter names that set them."""
+        opts = self.encoder_options or LaionClapOptions()
         return {
             "profile": self.profile.as_dict(),
             "dataset": self.dataset,
             "encoder": self.encoder,
-            "clap_ckpt": None if self.clap_ckpt is None else str(self.clap_ckpt),
+            "clap_ckpt": None if opts.checkpoint is None else str(opts.checkpoint),
             "data_root": None if self.data_root is None else str(self.data_root),
             "device": self.device,
             "seeds": list(self.seeds),
-            "clap_tokenizer": None if self.clap_tokenizer is None else str(self.clap_tokenizer),
-            "clap_amodel": self.clap_amodel,
-            "clap_fusion": self.clap_fusion,
+            "clap_tokenizer": None if opts.tokenizer is None else str(opts.tokenizer),
+            "clap_amodel": opts.amodel,
+            "clap_fusion": opts.fusion,
             "audiocaps_version": self.audiocaps_version,
             "max_missing": self.max_missing,
         }
@@ -445,7 +435,7 @@ def resolve_params(
     seeds: list[int] | tuple[int, ...] | None = None,
     lm: str | None = None,
     clap_tokenizer: str | os.PathLike | None = None,
-    clap_amodel: str = "HTSAT-tiny",
+    clap_amodel: str = DEFAULT_AMODEL,
     clap_fusion: bool = False,
     audiocaps_version: str | None = None,
     max_missing: float | None = None,
@@ -508,13 +498,14 @@ def resolve_params(
         profile=prof,
         dataset=dataset,
         encoder=encoder,
-        clap_ckpt=ckpt,
         data_root=root,
         device=resolved_device,
         seeds=seed_tuple,
-        clap_tokenizer=tok,
-        clap_amodel=clap_amodel,
-        clap_fusion=clap_fusion,
+        encoder_options=(
+            LaionClapOptions(checkpoint=ckpt, tokenizer=tok, amodel=clap_amodel, fusion=clap_fusion)
+            if encoder == "laion-clap"
+            else None
+        ),
         audiocaps_version=audiocaps_version,
         max_missing=max_missing,
     )

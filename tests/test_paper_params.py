@@ -80,13 +80,21 @@ def test_laion_options(tmp_path):
     (tok / "merges.txt").write_text("")
     P = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt), clap_tokenizer=str(tok),
                        clap_amodel="HTSAT-base", clap_fusion=False)  # fmt: skip
-    assert P.laion_options == {
+    assert P.encoder_options.loader_kwargs() == {
         "amodel": "HTSAT-base",
         "enable_fusion": False,
         "tokenizer": tok,
         "download": False,
     }
-    assert P.as_dict()["clap_amodel"] == "HTSAT-base"
+    assert P.encoder_options.checkpoint == ckpt and P.as_dict()["clap_amodel"] == "HTSAT-base"
+    # with a checkpoint file the encoder is built on first use: its fingerprint needs only file hashes
+    from dlink.laion import LazyLaionClap
+
+    lazy = P.encoder_options.encoder("cpu")
+    assert isinstance(lazy, LazyLaionClap) and "HTSAT-base" in lazy.fingerprint
+    # the embedded encoder takes no options; its parameters still read as the defaults
+    E = resolve_params(profile="smoke")
+    assert E.encoder_options is None and E.as_dict()["clap_amodel"] == "HTSAT-tiny"
     with pytest.raises(ValueError) as e:
         resolve_params(profile="smoke", clap_amodel="HTSAT-huge", clap_fusion="yes", clap_tokenizer=str(tok))
     msg = str(e.value)

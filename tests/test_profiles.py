@@ -99,7 +99,7 @@ def test_real_paths_accepted(tmp_path):
     ckpt = tmp_path / "630k-audioset-best.pt"
     ckpt.write_bytes(b"x")
     P = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt))
-    assert P.clap_ckpt == ckpt and P.encoder == "laion-clap"
+    assert P.encoder_options.checkpoint == ckpt and P.encoder == "laion-clap"
     P = resolve_params(profile="smoke", dataset="audiocaps", data_root=tmp_path)
     assert P.data_root == tmp_path
 
