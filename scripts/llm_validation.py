@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     inputs = {"text_oracle": emb["val"]["text"][vidx, 0], "identity": emb["val"]["audio"][vidx]}
     rows, preds = X.caption_rows(P, cap, inputs, vrefs, seed)
     out = {"profile": P.profile.name, "lm": P.profile.lm, "epochs": P.profile.captioner_epochs,
+           "captioner": dict(P.profile.captioner),
            "beams": P.profile.beams, "seed": seed, "val_scenes": len(vidx),
            "val_loss_per_epoch": [float(v) for v in cap.history["val_loss"]]}  # fmt: skip
     for r in rows:
@@ -61,7 +62,9 @@ def main(argv=None) -> int:
     write_json(folder / "validation.json", out)
     md = [
         f"# {P.profile.lm} prefix captioner on validation ({len(vidx)} scenes, seed {seed}, "
-        f"{P.profile.captioner_epochs} epochs, beam {P.profile.beams})",
+        f"{P.profile.captioner_epochs} epochs, "
+        + "".join(f"{k}={v}, " for k, v in P.profile.captioner)
+        + f"beam {P.profile.beams})",
         "",
         "| input | CIDEr-D [95 % CI, items] |",
         "| --- | ---: |",

@@ -193,8 +193,7 @@ def section(results: Path) -> str:
         notes = [line for line in md.splitlines()[2:] if line and not line.startswith("|")]
         out += [
             "**Result 2a with the paper's kind of decoder** (`./run_all.sh --profile llm`, "
-            "`results/llm/aac_zero_shot.md`; the frozen SmolLM2-135M with a trained prefix): "
-            + " ".join(notes),
+            f"`results/llm/aac_zero_shot.md`; SmolLM2-135M, {llm_decoder()}): " + " ".join(notes),
             "",
             *_table_lines(md),
             "",
@@ -250,6 +249,17 @@ def _term_verdict(results: Path) -> str:
     )
 
 
+def llm_decoder() -> str:
+    """How the llm profile trains its LLM captioner, in words read from the profile."""
+    from dlink.captioner import CaptionerConfig
+    from dlink.profiles import PROFILES
+
+    prof = PROFILES["llm"]
+    cfg = CaptionerConfig(lm=prof.lm, **dict(prof.captioner))
+    what = f"LoRA (r {cfg.lora_r}) and a trained prefix" if cfg.lora else "frozen, trained prefix"
+    return f"{what} ({prof.captioner_epochs} epochs, {cfg.batch_size} captions a step)"
+
+
 def _decoders_side_by_side(results: Path) -> list[str]:
     """The scratch decoder's zero-shot row ends and Diffusion-Link's gain beside the LLM decoder's."""
     from dlink.profiles import PROFILES
@@ -264,12 +274,19 @@ def _decoders_side_by_side(results: Path) -> list[str]:
     decoders = (
         (f"GPT-2-style, trained from scratch ({PROFILES['default'].captioner_epochs} epochs)", results, ""),
         (
-            f"SmolLM2-135M, frozen, trained prefix ({PROFILES['llm'].captioner_epochs} epochs)",
+            f"SmolLM2-135M, {llm_decoder()}",
             results / "llm",
             "llm/",
         ),
+        (  # the LoRA ablation, kept beside the llm run's own tables
+            "SmolLM2-135M, frozen, trained prefix (2 epochs, 128 captions a step; ablation)",
+            results / "llm" / "frozen_lm",
+            "llm/frozen_lm/",
+        ),
     )
     for name, folder, sub in decoders:
+        if not (folder / "aac_zero_shot.csv").is_file():
+            continue
         df = pd.read_csv(folder / "aac_zero_shot.csv")
         df = df[df["decoder"] == "generative"].set_index("method")
         dl = df.loc["diffusion_link"]

@@ -201,7 +201,7 @@ def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
     assert profiles._online() is False
 
 
-def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(monkeypatch):
+def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(monkeypatch, tmp_path):
     import numpy as np
 
     from dlink import experiment, profiles
@@ -211,6 +211,7 @@ def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(
     )
     monkeypatch.setitem(profiles.PROFILES, "llm-lora", llm)
     seen = {}
+    monkeypatch.setattr(experiment, "run_dir", lambda P: tmp_path)  # nothing written under data/
     monkeypatch.setattr("dlink.aac.train_captioner", lambda X, caps, cfg, **kw: seen.update(cfg) or 1 / 0)
     P = resolve_params(profile="llm-lora")
     with pytest.raises(ZeroDivisionError):
