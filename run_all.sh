@@ -8,13 +8,13 @@
 #   ./run_all.sh --only 03 -p seeds "[0, 1, 2]"
 #   ./run_all.sh --lab                    # open the notebooks in JupyterLab (installed once)
 #
-# Options are those of `python -m dlink.pipeline --help` (and `python -m dlink.lab --help`).
+# Options are those of `python -m dlink.runner.pipeline --help` (and `python -m dlink.runner.lab --help`).
 set -euo pipefail
-# relative paths in -p values are the user's: dlink.pipeline resolves them against this folder
+# relative paths in -p values are the user's: dlink.runner.pipeline resolves them against this folder
 export DLINK_USER_CWD="$PWD"
 cd "$(dirname "$0")"
 # this checkout's dlink, also where the venv's editable install points at another checkout (a copy);
-# dlink.pipeline refuses to run if it would still write elsewhere
+# dlink.runner.pipeline refuses to run if it would still write elsewhere
 export DLINK_CHECKOUT="$(pwd -P)"
 export PYTHONPATH="$DLINK_CHECKOUT${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -26,4 +26,4 @@ if [ "${1:-}" = "--lab" ]; then
 else
   scripts/bootstrap.sh
 fi
-exec .venv/bin/python -m dlink.pipeline "$@"
+exec .venv/bin/python -m dlink.runner.pipeline "$@"

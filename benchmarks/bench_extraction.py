@@ -28,7 +28,7 @@ def main() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dlink.data import load_audio
+    from dlink.audio import load_audio
     from dlink.laion import CLIP_SAMPLES, LaionClap
 
     torch.set_num_threads(args.threads)

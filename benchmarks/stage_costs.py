@@ -54,8 +54,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def measure(profile_name: str = "default") -> list[dict]:
     """[{stage, unit, seconds per unit, units, minutes}] for `profile_name` on this machine."""
     from dlink.aac import train_captioner
+    from dlink.audio import load_audio
     from dlink.baselines import make_bridge
-    from dlink.data import load_audio
     from dlink.embedded_clap import AISFX_SR, EmbeddedClapConfig, aisfx_features, fit_heads, text_features
     from dlink.metrics import caption_metrics
 

@@ -19,7 +19,7 @@ _LAZY = {
     "SAMPLE_RATE": "data",
     "build_embedded_dataset": "data",
     "load_split": "data",
-    "load_audio": "data",
+    "load_audio": "audio",
     "Encoder": "encoders",
     "load_encoder": "encoders",
     "embed_split": "encoders",

@@ -19,10 +19,14 @@ COMMANDS = {
         ["train-captioner"],
         "fit a captioner, optionally with torchrun",
     ),
-    "run": ("dlink.pipeline", [], "run the numbered notebooks in order, resumably (as ./run_all.sh)"),
-    "lab": ("dlink.lab", [], "open the notebooks in JupyterLab with the project's kernel"),
-    "publish": ("dlink.pipeline", ["publish"], "copy a finished default run's outputs into notebooks/"),
-    "strip": ("dlink.pipeline", ["strip"], "clear notebooks' outputs"),
+    "run": ("dlink.runner.pipeline", [], "run the numbered notebooks in order, resumably (as ./run_all.sh)"),
+    "lab": ("dlink.runner.lab", [], "open the notebooks in JupyterLab with the project's kernel"),
+    "publish": (
+        "dlink.runner.pipeline",
+        ["publish"],
+        "copy a finished default run's outputs into notebooks/",
+    ),
+    "strip": ("dlink.runner.pipeline", ["strip"], "clear notebooks' outputs"),
 }
 
 

@@ -33,14 +33,14 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def code_hash(*files: str) -> str:
     """sha256 hex digest of dlink's source `files` ("data.py", "sounds.toml"), concatenated in order;
-    with no names, of every module of the package (each prefixed by its file name)."""
+    with no names, of every module of the package, subpackages included (each prefixed by its path)."""
     h = hashlib.sha256()
     if files:
         for f in files:
             h.update((_PACKAGE / f).read_bytes())
     else:
-        for f in sorted(_PACKAGE.glob("*.py")):
-            h.update(f.name.encode() + f.read_bytes())
+        for f in sorted(_PACKAGE.rglob("*.py")):
+            h.update(f.relative_to(_PACKAGE).as_posix().encode() + f.read_bytes())
     return h.hexdigest()
 
 

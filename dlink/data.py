@@ -1,4 +1,4 @@
-"""Audio-caption data: the embedded offline dataset, AudioCaps / Clotho loaders, `load_audio`.
+"""Audio-caption data: the embedded offline dataset and the AudioCaps / Clotho loaders.
 
 The embedded dataset is built here, offline, from real recordings (see `dlink.sounds` and
 data/README.md): each scene is 5-10 s of mono 32 kHz audio mixing 1-3 sound events (in
@@ -35,86 +35,23 @@ import pandas as pd
 
 from . import paths, sessions
 from ._io import atomic_write_text, read_json, replace_folder, write_json
+from .audio import (  # noqa: F401 (load_audio, MIN_SECONDS: public here too)
+    MIN_SECONDS,
+    SAMPLE_RATE,
+    check_and_resample,
+    load_audio,
+    unreadable,
+)
 from .cache import code_hash
 from .sounds import LABELS, Clip, scan_sources, scene_captions
 
-SAMPLE_RATE = 32000
 SIZES = {"default": (3000, 300, 300), "smoke": (96, 24, 32)}  # train, val, test scenes
 SPLITS = ("train", "val", "test")
 MAX_MISSING = 0.2  # share of a split's clips whose audio may be missing or unreadable before loading stops
-MIN_SECONDS = 0.1  # below this an input clip is not a sound; encoders pad longer short clips themselves
 _MIN_CLIP = 0.03  # source clips: a single recorded footstep can be 0.1 s
 _VERSION = 2  # bump when the recipe changes, so old builds are not reused
 _GAINS = {"loud": (-3.0, 0.0), "normal": (-10.0, -4.0), "faint": (-22.0, -15.0)}  # dB re. clip peak frame
 _MANIFEST_COLUMNS = ("id", "audio", "duration", "composition", "labels", "recordings", "captions", "events")
-
-
-# ------------------------------------------------------------------ audio input
-def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Read an audio file as (n,) float32 mono at `sr` Hz.
-
-    Stereo / multichannel is averaged to mono (what CLAP-style encoders expect); another
-    sample rate is resampled with soxr. Raises FileNotFoundError for a missing file and
-    ValueError for an unreadable file, NaN/inf samples, silence (peak < 1e-5) or a clip
-    shorter than 0.1 s (longer short clips are fine: encoders pad to their window).
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file {path} does not exist")
-    try:
-        x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError variants
-        raise ValueError(
-            f"cannot decode audio file {path} ({e}); re-encode it as wav/flac/ogg, e.g. "
-            f"`ffmpeg -i {path.name} -ac 1 -ar {sr} out.wav`"
-        ) from e
-    declared = _wav_declared_frames(path)
-    if declared is not None and declared > x.shape[0]:
-        warnings.warn(
-            f"audio file {path} is truncated: its header declares {declared / file_sr:.2f} s, the file "
-            f"holds {x.shape[0] / file_sr:.2f} s; it is used as the shorter clip (re-download or re-export it)",
-            stacklevel=2,
-        )
-    return _check_and_resample(x.mean(axis=1), file_sr, sr, str(path))
-
-
-def _wav_declared_frames(path: Path) -> int | None:
-    """Frames a RIFF/WAVE header declares (data chunk size / block align), None for other files.
-    libsndfile reads a truncated WAV as a shorter one without a word; this lets load_audio say so."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        block = None
-        while len(chunk := f.read(8)) == 8:
-            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if cid == b"fmt ":
-                fmt = f.read(size + size % 2)
-                block = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
-            elif cid == b"data":
-                # 0 or 0xFFFFFFFF: a streamed header that never learnt its size
-                return size // block if block and 0 < size < 0xFFFFFFFF else None
-            else:
-                f.seek(size + size % 2, 1)
-    return None
-
-
-def _check_and_resample(
-    x: np.ndarray, file_sr: int, sr: int, name: str, min_s: float = MIN_SECONDS
-) -> np.ndarray:
-    if not np.isfinite(x).all():
-        raise ValueError(f"audio {name} contains NaN or inf samples; the file is corrupt, re-export it")
-    if x.shape[0] < min_s * file_sr:
-        raise ValueError(f"audio {name} is {x.shape[0] / file_sr:.3f} s long, shorter than {min_s} s")
-    if float(np.abs(x).max()) < 1e-5:
-        raise ValueError(f"audio {name} is silent (peak < 1e-5); check the recording or its gain")
-    if file_sr != sr:
-        import soxr
-
-        x = soxr.resample(x, file_sr, sr, quality="HQ")
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _decode_clip(clip: Clip, cache: Path) -> np.ndarray:
@@ -133,7 +70,7 @@ def _decode_clip(clip: Clip, cache: Path) -> np.ndarray:
     else:
         data = clip.location
     x, sr = sf.read(data, dtype="float32", always_2d=True)
-    x = _check_and_resample(x.mean(axis=1), sr, SAMPLE_RATE, clip.rid, min_s=_MIN_CLIP)
+    x = check_and_resample(x.mean(axis=1), sr, SAMPLE_RATE, clip.rid, min_s=_MIN_CLIP)
     active = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (-50 / 20))
     x = x[active[0] : active[-1] + 1]
     frame = SAMPLE_RATE // 20
@@ -398,7 +335,7 @@ def _is_complete(folder: Path) -> bool:
 
 def _code_hash() -> str:
     """Hash of the code and data that decide what a build holds (this module, the grouping, the catalogue)."""
-    return code_hash("data.py", "sessions.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
+    return code_hash("data.py", "audio.py", "sessions.py", "sounds.py", "sounds.csv", "sound_rules.csv")[:16]
 
 
 _MARKER = ".dlink-embedded-dataset"  # written first into every build: proof the builder made the folder
@@ -613,7 +550,7 @@ def load_split(
     with a warning); audio may also be audio_<sr>Hz/<split>/ or audio/<split>/ with files
     <ytid>_<start>, Y<ytid> or <ytid> (.flac / .wav). Clotho: also the DCASE layout (see
     `_clotho_paths`). A file name that leaves `root` is an error. Clips whose audio is absent or does
-    not decode to a usable clip (`_unreadable`) are skipped with a warning and listed in
+    not decode to a usable clip (`dlink.audio.unreadable`) are skipped with a warning and listed in
     `df.attrs["skipped"]`; more than `max_missing` (a share of the split) stops with ValueError.
     """
     if split not in SPLITS:
@@ -827,34 +764,8 @@ def _load_aac(
     return out
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why `path` cannot be used as a clip ("missing", "undecodable: ..."), or None. The whole file
-    is decoded at its own rate and given `load_audio`'s checks (finite, long enough, not silent), so
-    a file with a valid header but damaged samples is left out here, with the missing ones, instead
-    of stopping feature extraction half way. That costs one decode per file (`_audio_reasons` keeps
-    the answer until the file changes)."""
-    if not path.is_file():
-        return "missing"
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError variants
-        return f"undecodable: {e}"
-    if info.frames <= 0:
-        return "undecodable: no samples"
-    try:
-        with warnings.catch_warnings():
-            # a truncated WAV is still a clip: load_audio warns when extraction reads it
-            warnings.simplefilter("ignore")
-            load_audio(path, sr=info.samplerate)
-    except (ValueError, OSError, MemoryError) as e:
-        return f"undecodable: {e}"
-    return None
-
-
 def _audio_reasons(files: list[str]) -> list[str | None]:
-    """`_unreadable` of every file, kept under data/cache/audio_checks per list of (path, size,
+    """`dlink.audio.unreadable` of every file, kept under data/cache/audio_checks per list of (path, size,
     mtime), so each notebook that loads the split does not decode every clip again."""
     stamps = []
     for f in files:
@@ -863,13 +774,13 @@ def _audio_reasons(files: list[str]) -> list[str | None]:
             stamps.append(f"{f}\0{st.st_size}\0{st.st_mtime_ns}")
         except OSError:
             stamps.append(f"{f}\0-")
-    key = hashlib.sha256("\n".join([code_hash("data.py"), *stamps]).encode()).hexdigest()
+    key = hashlib.sha256("\n".join([code_hash("audio.py"), *stamps]).encode()).hexdigest()
     path = paths.CACHE / "audio_checks" / f"{key}.json"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # absent or damaged: check again
         reasons = read_json(path)["reasons"]
         if isinstance(reasons, list) and len(reasons) == len(files):
             return reasons
-    reasons = [_unreadable(Path(f)) for f in files]
+    reasons = [unreadable(Path(f)) for f in files]
     with contextlib.suppress(OSError):  # a read-only cache costs the check next time, nothing else
         write_json(paths.ensure(path.parent) / path.name, {"reasons": reasons})
     return reasons

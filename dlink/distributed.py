@@ -37,8 +37,8 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import write_json
+from dlink.audio import load_audio
 from dlink.cache import cache_file, cached, content_key
-from dlink.data import load_audio
 from dlink.encoder_base import Encoder, l2_normalize
 from dlink.encoders import embed_split
 from dlink.laion import DEFAULT_AMODEL

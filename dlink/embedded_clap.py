@@ -157,7 +157,7 @@ def audio_features(items: list, tower: str, batch_size: int = 16, progress: bool
     """Frozen audio-tower features of file paths (content-cached): `(N, F) float32`."""
     from tqdm.auto import tqdm
 
-    from dlink.data import load_audio
+    from dlink.audio import load_audio
 
     if tower not in _AUDIO_TOWERS:
         raise ValueError(f"unknown audio tower {tower!r}; choose one of {TOWERS}")

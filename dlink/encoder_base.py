@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlink.audio import load_audio
+
 # --------------------------------------------------------------------------- audio input
 
 
@@ -125,8 +127,6 @@ class Encoder:
         Returns `(N, D) float32`, L2-normalised. Each encoder documents its own clip length policy.
         """
         from tqdm.auto import tqdm
-
-        from dlink.data import load_audio  # late: pandas and the catalogue load only when audio is read
 
         items = validate_audio_items(items, sr)
         bs = batch_size or self.audio_batch_size

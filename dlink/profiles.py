@@ -17,7 +17,7 @@ the notebooks read sizes, epochs and sweep grids from it and hard-code none of t
     P.bridge_epochs, P.seeds, P.device  # profile fields are readable on P directly
 
 Paths (clap_ckpt, data_root, clap_tokenizer, a local lm folder) are resolved against the
-current directory here; `python -m dlink.pipeline` / run_all.sh first rewrite them against the
+current directory here; `python -m dlink.runner.pipeline` / run_all.sh first rewrite them against the
 directory the user ran the command from (`resolve_user_paths`), so a relative path means what
 the user meant even though notebooks execute inside notebooks/.
 """

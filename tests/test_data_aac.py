@@ -153,8 +153,8 @@ def test_the_audio_check_runs_once_per_file_state(tmp_path, monkeypatch):
     root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 3), seconds=0.2)
     assert len(data.load_split("test", dataset="clotho", root=root)) == 3
     calls = []
-    real = data._unreadable
-    monkeypatch.setattr(data, "_unreadable", lambda p: calls.append(p) or real(p))
+    real = data.unreadable
+    monkeypatch.setattr(data, "unreadable", lambda p: calls.append(p) or real(p))
     assert len(data.load_split("test", dataset="clotho", root=root)) == 3 and calls == []
     # a file rewritten since (size or mtime changed) is checked again, here found damaged
     victim = sorted((root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation").iterdir())[0]

@@ -1,4 +1,4 @@
-"""dlink.lab (`./run_all.sh --lab`): the "dlink" kernel spec and the JupyterLab command line,
+"""dlink.runner.lab (`./run_all.sh --lab`): the "dlink" kernel spec and the JupyterLab command line,
 tested without JupyterLab (CI does not install it): the kernel is started with jupyter_client,
 as JupyterLab would start it."""
 
@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from dlink import lab, paths
-from dlink.pipeline import main as pipeline_main
+from dlink import paths
+from dlink.runner import lab
+from dlink.runner.pipeline import main as pipeline_main
 
 
 def test_kernel_spec_is_this_interpreter_with_its_bin_first_on_path(tmp_path):

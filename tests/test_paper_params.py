@@ -107,7 +107,7 @@ def test_laion_options(tmp_path):
 
 def test_every_notebook_declares_and_passes_the_new_parameters():
     from dlink import paths
-    from dlink.pipeline import notebook_parameters
+    from dlink.runner.pipeline import notebook_parameters
 
     for nb in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         assert {"lm", "clap_tokenizer", "clap_amodel", "clap_fusion"} <= set(notebook_parameters(nb)), nb.name

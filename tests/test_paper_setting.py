@@ -1,6 +1,6 @@
 """The paper's setting end to end on faithful fixtures: LAION-CLAP (HTSAT-tiny + roberta, random
 weights, saved in the training script's checkpoint layout) + AudioCaps / Clotho folders in the
-aac-datasets layouts, run by `python -m dlink.pipeline` from a directory that is not the repository,
+aac-datasets layouts, run by `python -m dlink.runner.pipeline` from a directory that is not the repository,
 with RELATIVE paths, as a user would type them. Outputs go to a scratch project root (DLINK_ROOT).
 """
 
@@ -30,13 +30,13 @@ def work(tmp_path_factory):
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
-    """`python -m dlink.pipeline` (smoke profile) started in `cwd`, its project root cwd/project.
+    """`python -m dlink.runner.pipeline` (smoke profile) started in `cwd`, its project root cwd/project.
 
     One thread per process: the AudioCaps and Clotho runs go side by side on the 2 cores."""
     env = dict(os.environ, DLINK_ROOT=str(cwd / "project"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", OMP_NUM_THREADS="1")  # fmt: skip
     env.pop("DLINK_USER_CWD", None)
-    cmd = [sys.executable, "-m", "dlink.pipeline", "--profile", "smoke", "--no-progress",
+    cmd = [sys.executable, "-m", "dlink.runner.pipeline", "--profile", "smoke", "--no-progress",
            "--notebooks", str(paths.NOTEBOOKS), "--runs", "runs", *args]  # fmt: skip
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -140,7 +140,7 @@ def test_clotho_all_notebooks_from_another_directory(work, runs):
 
 
 def test_relative_path_errors_show_the_absolute_path_tried(tmp_path, capsys, monkeypatch):
-    from dlink.pipeline import main
+    from dlink.runner.pipeline import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLINK_USER_CWD", raising=False)

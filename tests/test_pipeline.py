@@ -1,4 +1,4 @@
-"""dlink.pipeline on tiny generated notebooks: order, resume, --force, failures, -p checks,
+"""dlink.runner.pipeline on tiny generated notebooks: order, resume, --force, failures, -p checks,
 and nbval (the notebook test command) with the sanitize file, in the venv's kernel."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from dlink import paths
-from dlink.pipeline import (
+from dlink.runner.pipeline import (
     PUBLISHED_KEY,
     NotebookFailed,
     main,
@@ -280,7 +280,7 @@ def test_publish_keeps_sources_and_outputs_and_passes_nbval(tmp_path):
 def test_subcommand_help_is_help_not_a_traceback(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
-    assert e.value.code == 0 and f"dlink.pipeline {cmd}" in capsys.readouterr().out
+    assert e.value.code == 0 and f"dlink.runner.pipeline {cmd}" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- nbval
@@ -341,7 +341,7 @@ def test_run_all_script_is_executable_and_calls_bootstrap():
     script = paths.ROOT / "run_all.sh"
     assert os.access(script, os.X_OK)
     text = script.read_text()
-    assert "scripts/bootstrap.sh" in text and "-m dlink.pipeline" in text
+    assert "scripts/bootstrap.sh" in text and "-m dlink.runner.pipeline" in text
     postbuild = paths.ROOT / "binder" / "postBuild"
     assert os.access(postbuild, os.X_OK)
 
@@ -377,13 +377,13 @@ def test_lead_notebooks_follow_the_contract():
             if c.cell_type == "code" and c.outputs and "NBVAL_CHECK_OUTPUT" not in c.source:
                 assert published, (
                     f"{path.name} cell {i} has outputs not written by publish; run "
-                    f"python -m dlink.pipeline publish (after a default run) or strip {path}"
+                    f"python -m dlink.runner.pipeline publish (after a default run) or strip {path}"
                 )
             assert "injected-parameters" not in c.metadata.get("tags", []), f"{path.name} cell {i}"
 
 
 def test_published_streams_show_progress_bars_in_their_final_state():
-    from dlink.pipeline import _published_outputs
+    from dlink.runner.pipeline import _published_outputs
 
     outs = [
         nbformat.v4.new_output("stream", name="stderr", text="bar  10%\rbar  50%\r"),
@@ -404,7 +404,7 @@ def test_empty_only_is_an_error_not_a_run_of_nothing(project, capsys):
 
 
 def test_a_second_run_of_one_checkout_stops_naming_the_first(project):
-    from dlink.pipeline import PipelineBusy, _run_lock
+    from dlink.runner.pipeline import PipelineBusy, _run_lock
 
     nbs, out, sources, kw = project
     with _run_lock(kw["runs_dir"]):
@@ -418,7 +418,7 @@ def test_a_second_run_of_one_checkout_stops_naming_the_first(project):
 
 
 def test_a_run_started_from_another_checkout_is_refused(tmp_path, monkeypatch, capsys):
-    from dlink.pipeline import check_checkout
+    from dlink.runner.pipeline import check_checkout
 
     check_checkout(paths.ROOT)  # the checkout this dlink belongs to
     copy = tmp_path / "dlink2"

@@ -1,4 +1,4 @@
-"""dlink._progress: what ./run_all.sh prints while a notebook runs (cell lines, the kernel's
+"""dlink.runner.progress: what ./run_all.sh prints while a notebook runs (cell lines, the kernel's
 output relayed, a heartbeat when quiet), on a fake clock; and once end to end through papermill."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import io
 
 import nbformat
 
-from dlink._progress import CellProgress
-from dlink.pipeline import run_pipeline
+from dlink.runner.pipeline import run_pipeline
+from dlink.runner.progress import CellProgress
 
 
 class Clock:

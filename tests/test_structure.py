@@ -13,23 +13,49 @@ from pathlib import Path
 import dlink
 
 PACKAGE = Path(dlink.__file__).resolve().parent
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+# dotted names below dlink: "gap", "runner.pipeline"; a subpackage's __init__ is the subpackage
+MODULES = sorted(
+    ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+    for p in PACKAGE.rglob("*.py")
+    if p != PACKAGE / "__init__.py"
+)
+
+
+def _file(module: str) -> Path:
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _resolve(base: str, name: str | None) -> str | None:
+    """The dlink module `from dlink.<base> import <name>` takes: the submodule if there is one."""
+    for cand in (f"{base}.{name}".strip(".") if name else None, base):
+        if cand and cand in MODULES:
+            return cand
+    return None
 
 
 def _imports(module: str) -> list[tuple[str, list[str]]]:
     """(dlink module imported, names taken from it) for every import statement in `module`."""
+    package = module.rsplit(".", 1)[0] if "." in module and not _file(module).name == "__init__.py" else ""
     out = []
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse(_file(module).read_text())):
         if isinstance(node, ast.Import):
-            out += [(a.name.split(".")[1], []) for a in node.names if a.name.startswith("dlink.")]
+            out += [(a.name.split(".", 1)[1], []) for a in node.names if a.name.startswith("dlink.")]
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".")
-            if node.level == 1 and node.module:  # from .x import y
-                out.append((parts[0], [a.name for a in node.names]))
-            elif node.level == 1 or parts == ["dlink"]:  # from . import x / from dlink import x
-                out += [(a.name, []) for a in node.names]
-            elif parts[0] == "dlink":  # from dlink.x import y
-                out.append((parts[1], [a.name for a in node.names]))
+            if node.level == 1:  # relative to the module's own package
+                base = ".".join(p for p in (package, node.module or "") if p)
+            elif (node.module or "").split(".")[0] == "dlink":
+                base = node.module.partition(".")[2]
+            else:
+                continue
+            taken = {}
+            for a in node.names:
+                target = _resolve(base, a.name)
+                if target and target != base:  # a submodule itself
+                    out.append((target, []))
+                else:
+                    taken.setdefault(base, []).append(a.name)
+            out += list(taken.items())
     return [(m, names) for m, names in out if m in MODULES and m != module]
 
 
@@ -83,3 +109,18 @@ def test_public_names_resolve():
     for name in dlink.__dir__():
         if not name.startswith("_") and name not in ("annotations", "importlib"):
             assert getattr(dlink, name) is not None, name
+
+
+def test_the_science_never_imports_the_runner():
+    """dlink.runner runs notebooks; no science module depends on it, so it can change alone."""
+    graph = import_graph()
+    assert {"runner.pipeline", "runner.progress", "runner.lab"} <= set(graph)
+    assert "runner.progress" in graph["runner.pipeline"]  # the parser follows subpackage imports
+    leaks = {m: sorted(t for t in ts if t.startswith("runner")) for m, ts in graph.items()}
+    assert not {m: ts for m, ts in leaks.items() if ts and not m.startswith("runner")}
+
+
+def test_audio_is_read_in_one_module_that_needs_no_dataset_code():
+    graph = import_graph()
+    assert graph["audio"] == set()  # numpy and soundfile only
+    assert "audio" in graph["encoder_base"] and "data" not in graph["encoder_base"]

@@ -1,10 +1,10 @@
 """Run the numbered notebooks in order with papermill, resumably.
 
     ./run_all.sh [--force] [--profile smoke|default|full|llm] [--only 03] [-p NAME VALUE ...]
-    python -m dlink.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
-    python -m dlink.pipeline publish                      # a finished default run's outputs -> notebooks/
-    python -m dlink.pipeline strip notebooks/*.ipynb      # clear outputs instead
-    ./run_all.sh --lab [--port N ...]     # open the notebooks in JupyterLab instead (dlink.lab)
+    python -m dlink.runner.pipeline --profile smoke --only 03 -p seeds "[0, 1]"
+    python -m dlink.runner.pipeline publish                      # a finished default run's outputs -> notebooks/
+    python -m dlink.runner.pipeline strip notebooks/*.ipynb      # clear outputs instead
+    ./run_all.sh --lab [--port N ...]     # open the notebooks in JupyterLab instead (dlink.runner.lab)
 
 What a run does:
 - executes notebooks/[0-9][0-9]_*.ipynb in order (those the profile names in `notebooks`, or
@@ -36,7 +36,7 @@ What a run does:
   their own config and code, so an unaffected one is reused, not retrained).
 - live progress (unless --no-progress): a line when each code cell starts, the kernel's output
   (its prints and tqdm bars) relayed as it comes, and a heartbeat line after 30 s of silence
-  (dlink._progress), so no step runs a silent minute.
+  (dlink.runner.progress), so no step runs a silent minute.
 - it stops at the first failure, naming the notebook, the cell (1-based, counted in the source
   notebook), its execution count and the exception; prints each notebook's time; and ends by
   listing the files under figures/ and results/ that the run created or changed.
@@ -78,10 +78,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dlink import _progress, paths
+from dlink import paths
 from dlink._io import atomic_write_text, read_json, write_json
 from dlink.cache import code_hash
 from dlink.device import THREAD_VARS, thread_env
+from dlink.runner import progress as live_progress
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL_NAME = "python3"
@@ -378,7 +379,7 @@ def check_checkout(started_from: str | os.PathLike | None = None) -> None:
     if not started_from:
         return
     here = Path(started_from).resolve()
-    package = Path(__file__).resolve().parent.parent
+    package = Path(paths.__file__).resolve().parent.parent  # the checkout holding dlink/
     if here != paths.ROOT or here != package:
         via = (
             f"DLINK_ROOT={os.environ['DLINK_ROOT']}" if os.environ.get("DLINK_ROOT") else "its dlink package"
@@ -402,7 +403,7 @@ def _kernel_env(profile: str):
     saved = {k: os.environ.get(k) for k in ("PATH", "DLINK_PROFILE", "PYTHONPATH", *threads)}
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ["DLINK_PROFILE"] = profile
-    package_parent = str(Path(__file__).resolve().parent.parent)
+    package_parent = str(Path(paths.__file__).resolve().parent.parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, saved["PYTHONPATH"]) if p)
     os.environ.update(threads)
     try:
@@ -535,9 +536,9 @@ def _execute(nb: Path, out: Path, parameters: dict, progress: bool) -> float:
     tmp = out.with_name(f".{out.stem}.partial.ipynb")
     t0 = time.perf_counter()
     # progress: each cell's first line, the kernel's output as it comes, a heartbeat when quiet
-    # (dlink._progress); papermill's own bar would fight the relayed bars for the line
-    live = _progress.CellProgress(nb.stem, sys.stdout) if progress else contextlib.nullcontext()
-    engine = {"engine_name": _progress.register_engine(), "progress": live} if progress else {}
+    # (dlink.runner.progress); papermill's own bar would fight the relayed bars for the line
+    live = live_progress.CellProgress(nb.stem, sys.stdout) if progress else contextlib.nullcontext()
+    engine = {"engine_name": live_progress.register_engine(), "progress": live} if progress else {}
     try:
         with live:
             pm.execute_notebook(
@@ -717,10 +718,10 @@ def publish(
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m dlink.pipeline",
+        prog="python -m dlink.runner.pipeline",
         description="Run the numbered notebooks in order (resumable).",
         epilog="Other commands: `strip NOTEBOOK...` clears outputs, `publish` copies a finished run's outputs "
-        "into notebooks/ (each has --help); `--lab [OPTIONS]` opens JupyterLab (python -m dlink.lab --help).",
+        "into notebooks/ (each has --help); `--lab [OPTIONS]` opens JupyterLab (python -m dlink.runner.lab --help).",
     )
     ap.add_argument(
         "--profile", default=None, help="smoke | default | full | llm (default: $DLINK_PROFILE or default)"
@@ -748,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["strip"]:
         ap = argparse.ArgumentParser(
-            prog="python -m dlink.pipeline strip",
+            prog="python -m dlink.runner.pipeline strip",
             description="Clear notebooks' outputs and execution counts (NBVAL_CHECK_OUTPUT cells keep theirs).",
         )
         ap.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="the .ipynb files to strip in place")
@@ -762,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] == ["publish"]:
         ap = argparse.ArgumentParser(
-            prog="python -m dlink.pipeline publish",
+            prog="python -m dlink.runner.pipeline publish",
             description="Copy a finished run's outputs (figures, tables, text) into the committed notebooks; "
             "source cells stay exactly as they are.",
         )
@@ -781,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(p.name for p in changed))  # fmt: skip
         return 0
     if argv[:1] == ["--lab"]:
-        from dlink import lab
+        from dlink.runner import lab
 
         return lab.main(argv[1:])
     args = _parser().parse_args(argv)

@@ -2,8 +2,8 @@
 
     ./run_all.sh --lab                      # installs JupyterLab into .venv once, then starts it
     ./run_all.sh --lab --port 8899 --no-browser   # further options go to JupyterLab
-    python -m dlink.lab --kernel-only       # only register the kernel (in this environment)
-    python -m dlink.lab --kernel-only --user  # ... for your own Jupyter or VS Code as well
+    python -m dlink.runner.lab --kernel-only       # only register the kernel (in this environment)
+    python -m dlink.runner.lab --kernel-only --user  # ... for your own Jupyter or VS Code as well
 
 The "dlink" kernel is this interpreter (the project's .venv when started by run_all.sh) with its
 bin/ first on PATH, as `run_all.sh` runs the notebooks. It is written into this environment's
