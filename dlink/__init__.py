@@ -49,8 +49,8 @@ _LAZY = {
     "load_lm": "lm",
     "caption_metrics": "metrics",
     "relative_gain": "metrics",
-    "run_pipeline": "pipeline",
-    "strip_outputs": "pipeline",
+    "run_pipeline": "runner.pipeline",
+    "strip_outputs": "runner.pipeline",
 }
 
 
