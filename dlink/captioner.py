@@ -485,20 +485,32 @@ class PrefixCaptioner:
             order = torch.randperm(len(captions), generator=gen)
             for b in range(0, len(order), cfg.batch_size):
                 idx = order[b : b + cfg.batch_size]
-                xb = self._prepare(x[idx], noise_gen=gen).to(self.device)
-                loss = self._loss(xb, [captions[i] for i in idx.tolist()])
+                xb = self._prepare(x[idx], noise_gen=gen)
+                loss = self._batch_loss(xb, idx, captions)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
-                self.history["train_loss"].append(float(loss.detach()))
+                self.history["train_loss"].append(self._logged_loss(loss))
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
             if val is not None:
                 self.history["val_loss"].append(self.evaluate_loss(*val))
-            if state is not None:
+            if state is not None and self._writes_state():
                 self._save_state(state, epoch + 1, opt, sched, gen, len(captions))
+
+    # The three points where a multi-process fit (dlink.distributed's DDPCaptioner) differs; the loop
+    # above is the one training loop of both.
+    def _batch_loss(self, xb, idx, captions: list[str]):
+        """Loss of one batch: `xb` the prepared inputs, `idx` their rows in `captions`."""
+        return self._loss(xb.to(self.device), [captions[i] for i in idx.tolist()])
+
+    def _logged_loss(self, loss) -> float:
+        return float(loss.detach())
+
+    def _writes_state(self) -> bool:
+        return True
 
     def _state_id(self, n: int) -> dict:
         return {"config": dataclasses.asdict(self.config), "n": n, "input_dim": self.input_dim}

@@ -225,39 +225,36 @@ def _ddp_captioner_class():
         sees the whole batch. The logged loss is the mean over ranks.
         """
 
-        def _train(self, x, captions, val, gen, opt, sched, params, bar, start=0, state=None):
-            import torch.distributed as dist
+        def _train(self, *args, **kwargs):
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            rank, world = dist.get_rank(), dist.get_world_size()
             on_gpu = str(self.device).startswith("cuda")
-            ddp = DDP(_Loss(self), device_ids=[self.device] if on_gpu else None)  # rank 0's weights to all
-            cfg = self.config
-            for epoch in range(start, cfg.epochs):
-                self.projector.train()
-                self.lm.train(self.scratch or cfg.lora)
-                order = torch.randperm(len(captions), generator=gen)
-                for b in range(0, len(order), cfg.batch_size):
-                    idx = order[b : b + cfg.batch_size]
-                    xb = self._prepare(x[idx], noise_gen=gen)  # the whole batch: same draws as 1 process
-                    mine = (
-                        torch.arange(rank, len(idx), world) if len(idx) >= world else torch.arange(len(idx))
-                    )
-                    loss = ddp(xb[mine].to(self.device), [captions[i] for i in idx[mine].tolist()])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    mean = loss.detach().clone()
-                    dist.all_reduce(mean)
-                    self.history["train_loss"].append(float(mean) / world)
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{self.history['train_loss'][-1]:.3f}")
-                if val is not None:
-                    self.history["val_loss"].append(self.evaluate_loss(*val))
-                if state is not None and rank == 0:  # one writer; every rank holds the same weights
-                    self._save_state(state, epoch + 1, opt, sched, gen, len(captions))
+            self._ddp = DDP(
+                _Loss(self), device_ids=[self.device] if on_gpu else None
+            )  # rank 0's weights to all
+            try:
+                super()._train(*args, **kwargs)
+            finally:
+                del self._ddp
+
+        def _batch_loss(self, xb, idx, captions):
+            import torch.distributed as dist
+
+            rank, world = dist.get_rank(), dist.get_world_size()
+            mine = torch.arange(rank, len(idx), world) if len(idx) >= world else torch.arange(len(idx))
+            return self._ddp(xb[mine].to(self.device), [captions[i] for i in idx[mine].tolist()])
+
+        def _logged_loss(self, loss):
+            import torch.distributed as dist
+
+            mean = loss.detach().clone()
+            dist.all_reduce(mean)
+            return float(mean) / dist.get_world_size()
+
+        def _writes_state(self):  # one writer; every rank holds the same weights
+            import torch.distributed as dist
+
+            return dist.get_rank() == 0
 
     return DDPCaptioner
 
