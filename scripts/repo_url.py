@@ -1,6 +1,6 @@
 """The repository URL, stated once (pyproject.toml, [project.urls] Repository), and its copies.
 
-Colab runs a notebook's first cell before any file of the repository exists, so that cell must
+Colab runs a notebook's set-up cell before any file of the repository exists, so that cell must
 carry the clone URL itself; the README's Binder and Colab badges carry it too. This script
 writes those copies from the one place and checks that none has drifted (a test runs the check):
 
@@ -8,7 +8,7 @@ writes those copies from the one place and checks that none has drifted (a test 
     python scripts/repo_url.py --write            # rewrite the copies from pyproject.toml
     python scripts/repo_url.py --set https://github.com/you/dlink   # change the URL, then --write
 
-The notebooks' first code cell is written whole from SETUP_CELL (one source for all seven);
+The notebooks' set-up cell (the code cell after the parameters cell) is written whole from SETUP_CELL (one source for all seven);
 other cells and the rest of the README are left as they are.
 """
 
@@ -26,11 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 GITHUB = re.compile(r"^https://github\.com/(?P<slug>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 FIRST_NOTEBOOK = "notebooks/01_data.ipynb"
 SETUP_CELL = """\
-# Colab: clone REPO (or upload the repository folder as /content/dlink); binder/colab_cell.py installs what Colab lacks. Elsewhere nothing happens (Binder: smoke profile).
+# Set-up. Colab: clone REPO (or upload the repository folder as /content/dlink); binder/colab_cell.py installs what Colab lacks. Elsewhere the Colab lines do nothing (Binder: smoke profile).
 import os, sys; REPO, HOME, COLAB = "{url}", "/content/dlink", "google.colab" in sys.modules  # REPO: scripts/repo_url.py
 if COLAB and not os.path.isdir(HOME) and ("/OWNER/" in REPO or os.system(f"GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 {{REPO}} {{HOME}}")):
     raise SystemExit(f"[dlink] no repository at {{HOME}}: " + ("REPO is still the OWNER placeholder" if "/OWNER/" in REPO else f"could not clone {{REPO}}") + f"; set REPO to your copy's URL or upload the repository folder as {{HOME}}, then run this cell again")
-if COLAB: exec(open(f"{{HOME}}/binder/colab_cell.py").read(), {{"__name__": "colab_cell"}})"""
+if COLAB: exec(open(f"{{HOME}}/binder/colab_cell.py").read(), {{"__name__": "colab_cell"}})
+import dlink
+from dlink import experiment
+
+params = dlink.resolve_params(profile=profile, dataset=dataset, encoder=encoder, data_root=data_root, seeds=seeds, **options)
+RESULTS, FIGURES = experiment.results_dir(params), experiment.figures_dir(params)
+print(f"profile={{params.profile.name}} dataset={{params.dataset}} encoder={{params.encoder}} device={{params.device}} seeds={{list(params.seeds)}}")"""
 BADGES = {  # README link prefix -> how it is built from "owner/name"
     re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/"): "https://mybinder.org/v2/gh/{slug}/",
     re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/"): (
@@ -54,8 +60,11 @@ def _notebooks(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _first_code_cell(nb: dict) -> dict:
-    return next(c for c in nb["cells"] if c["cell_type"] == "code")
+def setup_cell(nb: dict) -> dict:
+    """The code cell after the one tagged `parameters`: it reads the parameters, so it comes second."""
+    cells = nb["cells"]
+    i = next(i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    return next(c for c in cells[i + 1 :] if c["cell_type"] == "code")
 
 
 def _dump(nb: dict) -> str:  # the notebooks' own formatting (what nbformat writes)
@@ -69,7 +78,7 @@ def expected_files(root: Path = ROOT, url: str | None = None) -> dict[Path, str]
     out: dict[Path, str] = {}
     for path in _notebooks(root):
         nb = json.loads(path.read_text())
-        cell = _first_code_cell(nb)
+        cell = setup_cell(nb)
         cell["source"] = SETUP_CELL.format(url=url).splitlines(keepends=True)
         out[path] = _dump(nb)
     readme = root / "README.md"

@@ -192,13 +192,25 @@ def test_repository_url_has_one_source_and_current_copies(tmp_path):
     assert repo_url["main"](["--set", "http://example.org/x", "--root", str(tmp_path)]) == 2
 
 
-def test_setup_cells_are_five_lines_and_do_nothing_outside_colab():
+def test_each_notebook_opens_with_a_short_parameters_cell_and_the_one_set_up_cell():
     import nbformat
 
+    from dlink.runner.pipeline import notebook_parameters
+
+    repo_url = runpy.run_path(str(ROOT / "scripts" / "repo_url.py"))
+    setup = repo_url["SETUP_CELL"].format(url=repo_url["repo_url"]())
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        cell = next(c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code")
-        assert len(cell.source.splitlines()) <= 5, f"{path.name}: set-up cell has more than 5 lines"
-        assert "binder/colab_cell.py" in cell.source and "smoke" in cell.source
+        code = [c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), (
+            f"{path.name}: the first code cell is not the parameters cell"
+        )
+        assert len(notebook_parameters(path)) <= 6, f"{path.name}: more than a handful of parameters"
+        assert code[1].source == setup, (
+            f"{path.name}: the set-up cell differs from scripts/repo_url.py's SETUP_CELL"
+        )
+        assert "binder/colab_cell.py" in code[1].source and "smoke" in code[1].source
+        for cell in code[2:]:  # nothing else resolves the parameters or touches Colab
+            assert "resolve_params" not in cell.source and "COLAB" not in cell.source, path.name
 
 
 # ---------------------------------------------------------------- Colab and Binder
@@ -245,11 +257,8 @@ def test_colab_cell_reports_the_placeholder_and_an_uploaded_copy(colab, monkeypa
     import nbformat
     from IPython.core.inputtransformer2 import TransformerManager
 
-    cell = next(
-        c
-        for c in nbformat.read(str(ROOT / "notebooks" / "01_data.ipynb"), as_version=4).cells
-        if c.cell_type == "code"
-    )
+    cells = nbformat.read(str(ROOT / "notebooks" / "01_data.ipynb"), as_version=4).cells
+    cell = [c for c in cells if c.cell_type == "code"][1]  # the set-up cell, after the parameters
     code = TransformerManager().transform_cell(cell.source)
     monkeypatch.setitem(sys.modules, "google.colab", object())
     if not os.path.isdir(

@@ -105,14 +105,30 @@ def test_laion_options(tmp_path):
     )
 
 
-def test_every_notebook_declares_and_passes_the_new_parameters():
+def test_every_resolve_params_argument_reaches_every_notebook():
+    """By name where the parameters cell declares it, else inside its `options` dict, which the set-up
+    cell hands to resolve_params; `-p options {...}` is the same as the single names."""
     from dlink import paths
-    from dlink.runner.pipeline import notebook_parameters
+    from dlink.runner.pipeline import (
+        _expand_options,
+        _resolve_params_names,
+        _route_parameters,
+        find_notebooks,
+    )
 
-    for nb in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        assert {"lm", "clap_tokenizer", "clap_amodel", "clap_fusion"} <= set(notebook_parameters(nb)), nb.name
-        text = nb.read_text()
-        assert "clap_tokenizer=clap_tokenizer" in text and "lm=lm" in text, nb.name
+    notebooks = find_notebooks(paths.NOTEBOOKS)
+    given = {name: f"value of {name}" for name in _resolve_params_names()}
+    assert {"lm", "clap_ckpt", "clap_tokenizer", "clap_amodel", "clap_fusion", "max_missing"} <= set(given)
+    for nb, routed in _route_parameters(notebooks, given).items():
+        assert {k: v for k, v in routed.items() if k != "options"} | routed.get("options", {}) == given, (
+            nb.name
+        )
+        assert "**options)" in nb.read_text(), nb.name
+    assert _expand_options({"seeds": [0], "options": {"lm": "scratch"}}) == {"seeds": [0], "lm": "scratch"}
+    with pytest.raises(ValueError, match="given twice"):
+        _expand_options({"lm": "scratch", "options": {"lm": "tiny-random"}})
+    with pytest.raises(ValueError, match="give a mapping"):
+        _expand_options({"options": "lm=scratch"})
 
 
 def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeypatch):
@@ -137,5 +153,3 @@ def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeyp
         resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="2.0")
     with pytest.raises(ValueError, match="with dataset='audiocaps' only"):
         resolve_params(profile="smoke", audiocaps_version="v2")
-    for nb in sorted(experiment.paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        assert "audiocaps_version=audiocaps_version" in nb.read_text(), nb.name

@@ -22,7 +22,8 @@ What a run does:
 - `-p NAME VALUE` is checked against each notebook's parameters cell before anything runs
   (papermill alone only warns about unknown names), and values of resolve_params' arguments
   (dataset, encoder, seeds, ...) are validated by it up front; a name goes only to the
-  notebooks that declare it. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
+  notebooks that declare it, and a resolve_params argument that the parameters cell does not name
+  (clap_ckpt, lm, max_missing, ...) goes into the notebook's `options` dict. VALUE is read like YAML: 3 -> int, [0, 1] -> list, None/null -> None, text -> str.
 - paths (clap_ckpt, data_root, clap_tokenizer, a local lm folder) are made absolute against the
   directory the command was run from ($DLINK_USER_CWD, set by run_all.sh) before anything runs.
 - resume: after a notebook succeeds, runs/<profile>/.done/NN_name.json records a key: the hash
@@ -235,32 +236,64 @@ def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     return [nb for nb in notebooks if nb in chosen]
 
 
+def _resolve_params_names() -> set[str]:
+    import inspect
+
+    from dlink.profiles import resolve_params
+
+    return set(inspect.signature(resolve_params).parameters) - {"profile", "unknown"}
+
+
+def _expand_options(params: dict[str, Any]) -> dict[str, Any]:
+    """`-p options {...}` (the notebooks' dict of further resolve_params arguments) as single names, so
+    both spellings route, resolve paths and validate alike."""
+    if "options" not in params:
+        return params
+    options = params["options"]
+    if not isinstance(options, dict):
+        raise ValueError(f"-p options {options!r}: give a mapping, e.g. -p options '{{lm: scratch}}'")
+    clash = sorted(set(options) & (set(params) - {"options"}))
+    if clash:
+        raise ValueError(f"-p {', '.join(clash)} given twice (alone and inside -p options); give it once")
+    return {k: v for k, v in params.items() if k != "options"} | options
+
+
 def _route_parameters(selected: list[Path], params: dict[str, Any]) -> dict[Path, dict[str, Any]]:
-    """Per-notebook parameters; raises before anything runs if a name is declared nowhere."""
+    """Per-notebook parameters; raises before anything runs if a name is declared nowhere.
+
+    A resolve_params argument that a notebook does not declare by name goes into its `options` dict."""
     if "profile" in params:
         raise ValueError("set the profile with --profile NAME, not -p profile NAME")
     declared = {nb: notebook_parameters(nb) for nb in selected}
-    unknown = [n for n in params if not any(n in names for names in declared.values())]
+    accepted = _resolve_params_names()
+
+    def takes(names: list[str], name: str) -> bool:
+        return name in names or ("options" in names and name in accepted)
+
+    unknown = [n for n in params if not any(takes(names, n) for names in declared.values())]
     if unknown:
         listing = "; ".join(
             f"{nb.stem}: {', '.join(names) or '(no parameters cell)'}" for nb, names in declared.items()
         )
         raise ValueError(
             f"-p {', '.join(unknown)}: not a parameter of any selected notebook. Parameters cells declare: {listing}"
+            f" (and `options` takes any of {', '.join(sorted(accepted))})"
         )
-    return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in selected}
+    routed = {}
+    for nb, names in declared.items():
+        mine = {k: v for k, v in params.items() if k in names}
+        options = {k: v for k, v in params.items() if k not in names and takes(names, k)}
+        routed[nb] = mine | ({"options": options} if options else {})
+    return routed
 
 
 def _precheck(profile: str, params: dict[str, Any]) -> str:
     """Validate the -p values that the notebooks hand to resolve_params now, not in notebook 01.
     Returns the run's label (`Params.label`): the folder its executed notebooks go to under runs/."""
-    import inspect
-
     from dlink.profiles import resolve_params
 
-    accepted = set(inspect.signature(resolve_params).parameters) - {"profile", "unknown"}
-    shared = {k: v for k, v in params.items() if k in accepted}
-    return resolve_params(profile=profile, **shared).label
+    accepted = _resolve_params_names()
+    return resolve_params(profile=profile, **{k: v for k, v in params.items() if k in accepted}).label
 
 
 # ---------------------------------------------------------------- bookkeeping
@@ -439,7 +472,7 @@ def run_pipeline(
     prof = get_profile(profile)
     profile = prof.name
     # notebooks run inside notebooks/: a relative path means the user's directory, so fix it now
-    params = resolve_user_paths(dict(params or {}))
+    params = resolve_user_paths(_expand_options(dict(params or {})))
     notebooks = find_notebooks(notebooks_dir)
     selected = _select(
         notebooks, only if only is not None or prof.notebooks is None else list(prof.notebooks)
