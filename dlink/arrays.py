@@ -41,7 +41,7 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm; ValueError for a zero row (its cosine is undefined). Each row is
     divided by its largest entry first, so huge or tiny finite entries neither overflow nor underflow.
 
-    The package's numpy row normaliser; torch code uses `dlink.bridge.unit_rows` (the same rule).
+    The package's numpy row normaliser; torch code uses `dlink.bridges.base.unit_rows` (the same rule).
     Two stay apart on purpose: encoder outputs (`encoder_base.l2_normalize`) and captioner inputs
     (`captioner._unit`) rescale only extreme rows and keep all-zero rows, because rescaling every row
     changes the last bits of ordinary embeddings, and with them every downstream number."""
