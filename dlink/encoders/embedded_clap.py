@@ -431,7 +431,7 @@ class EmbeddedClap(Encoder):
             return _project(self.module, t=torch.from_numpy(text_features(texts)).float())[0].numpy()
 
     def embed_split_fast(self, df, progress: bool = True) -> dict[str, np.ndarray]:
-        """Like `encoders.embed_split`, reusing the cached frozen-tower features."""
+        """Like `registry.embed_split`, reusing the cached frozen-tower features."""
         import torch
 
         a, t = _split_features(df, self.cfg.audio_tower, progress)
