@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlink.bridge import synthetic_gap_pairs
-from dlink.denoiser import sinusoid as _sinusoid
-from dlink.diffusion_link import DiffusionLink
+from dlink.bridges.base import synthetic_gap_pairs
+from dlink.bridges.denoiser import sinusoid as _sinusoid
+from dlink.bridges.diffusion_link import DiffusionLink
 
 # --------------------------------------------------------------------------- 1-D U-Net
 

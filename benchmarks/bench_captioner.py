@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlink.captioner import CaptionerConfig, PrefixCaptioner
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "aac_metrics_example_1_head50.csv"
 

@@ -29,7 +29,7 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from dlink.audio import load_audio
-    from dlink.laion import CLIP_SAMPLES, LaionClap
+    from dlink.encoders.laion import CLIP_SAMPLES, LaionClap
 
     torch.set_num_threads(args.threads)
     print(f"device {args.device}; torch {torch.__version__}; threads {args.threads}")

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from dlink.bridge import synthetic_gap_pairs
+from dlink.bridges.base import synthetic_gap_pairs
+from dlink.bridges.diffusion_link import DiffusionLink
 from dlink.device import torch_threads, usable_cpus
-from dlink.diffusion_link import DiffusionLink
 
 
 def epoch_seconds(a, t, threads: int, repeats: int) -> float:

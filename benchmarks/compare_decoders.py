@@ -40,8 +40,8 @@ def _scored_captioner():
     """PrefixCaptioner that scores validation CIDEr-D each time `fit` logs an epoch's validation loss."""
     import torch
 
-    from dlink.aac import evaluate
-    from dlink.captioner import PrefixCaptioner
+    from dlink.captioning.aac import evaluate
+    from dlink.captioning.captioner import PrefixCaptioner
 
     class EpochScored(PrefixCaptioner):
         def __init__(self, config, device, inputs: dict, references):
@@ -68,7 +68,7 @@ def _scored_captioner():
 def summarize_curve(curves: dict[int, list[dict]], default_epochs: int) -> dict:
     """Per epoch: mean, sd, min, max over seeds of each input's CIDEr-D; the epoch each input's mean
     picks, and its paired seed x item bootstrap difference to the default epoch."""
-    from dlink.stats import paired_difference
+    from dlink.evaluation.stats import paired_difference
 
     seeds = sorted(curves)
     epochs = [r["epoch"] for r in curves[seeds[0]]]
@@ -150,8 +150,8 @@ def main(argv=None) -> int:
     import dlink
     from dlink import experiment as X
     from dlink._io import atomic_write_text, write_json
-    from dlink.aac import caption_pairs, evaluate, subsample
-    from dlink.captioner import CaptionerConfig, PrefixCaptioner
+    from dlink.captioning.aac import caption_pairs, evaluate, subsample
+    from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
-    from dlink.captioner import config_overrides
+    from dlink.captioning.captioner import config_overrides
 
     try:
         overrides = config_overrides(args.set, lm=args.lm or "smollm2-135m")
@@ -69,9 +69,9 @@ def main(argv=None) -> int:
     import dlink
     from dlink import experiment as X
     from dlink._io import atomic_write_text, write_json
-    from dlink.aac import caption_pairs
-    from dlink.captioner import CaptionerConfig
-    from dlink.plots import save_figure
+    from dlink.captioning.aac import caption_pairs
+    from dlink.captioning.captioner import CaptionerConfig
+    from dlink.evaluation.plots import save_figure
 
     # the epoch-scoring captioner of benchmarks/compare_decoders.py (scores inside training with
     # torch's random state forked, so training computes what it computes unscored)

@@ -13,8 +13,8 @@ import pandas as pd
 
 import dlink
 from dlink import experiment as X
-from dlink.baselines import make_bridge
-from dlink.gap import gap_report
+from dlink.bridges.baselines import make_bridge
+from dlink.evaluation.gap import gap_report
 
 
 def main(out="data/inference_selection.csv"):

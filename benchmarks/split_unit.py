@@ -30,11 +30,11 @@ import pandas as pd
 
 from dlink import data, paths
 from dlink._io import atomic_write_text
-from dlink.baselines import make_bridge
-from dlink.embedded_clap import train_embedded_clap
-from dlink.encoders import load_encoder
+from dlink.bridges.baselines import make_bridge
+from dlink.encoders.embedded_clap import train_embedded_clap
+from dlink.encoders.registry import load_encoder
+from dlink.evaluation.gap import gap_report
 from dlink.experiment import bridge_pairs
-from dlink.gap import gap_report
 from dlink.profiles import PROFILES
 
 SHARED = "test scenes sharing a train group"

@@ -53,11 +53,17 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def measure(profile_name: str = "default") -> list[dict]:
     """[{stage, unit, seconds per unit, units, minutes}] for `profile_name` on this machine."""
-    from dlink.aac import train_captioner
     from dlink.audio import load_audio
-    from dlink.baselines import make_bridge
-    from dlink.embedded_clap import AISFX_SR, EmbeddedClapConfig, aisfx_features, fit_heads, text_features
-    from dlink.metrics import caption_metrics
+    from dlink.bridges.baselines import make_bridge
+    from dlink.captioning.aac import train_captioner
+    from dlink.encoders.embedded_clap import (
+        AISFX_SR,
+        EmbeddedClapConfig,
+        aisfx_features,
+        fit_heads,
+        text_features,
+    )
+    from dlink.evaluation.metrics import caption_metrics
 
     prof = PROFILES[profile_name]
     data.build_embedded_dataset("smoke", seed=0)

@@ -13,7 +13,7 @@ import sys
 COMMANDS = {
     "build": ("dlink.data", ["build"], "build the embedded offline dataset (data/embedded/)"),
     "embed": ("dlink.distributed", ["extract"], "embed AudioCaps/Clotho splits into the notebooks' cache"),
-    "train-clap": ("dlink.embedded_clap", [], "train and score the embedded dataset's CLAP heads"),
+    "train-clap": ("dlink.encoders.embedded_clap", [], "train and score the embedded dataset's CLAP heads"),
     "train-captioner": (
         "dlink.distributed",
         ["train-captioner"],

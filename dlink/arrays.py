@@ -41,10 +41,11 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm; ValueError for a zero row (its cosine is undefined). Each row is
     divided by its largest entry first, so huge or tiny finite entries neither overflow nor underflow.
 
-    The package's numpy row normaliser; torch code uses `dlink.bridge.unit_rows` (the same rule).
-    Two stay apart on purpose: encoder outputs (`encoder_base.l2_normalize`) and captioner inputs
-    (`captioner._unit`) rescale only extreme rows and keep all-zero rows, because rescaling every row
-    changes the last bits of ordinary embeddings, and with them every downstream number."""
+    The package's numpy row normaliser; torch code uses `dlink.bridges.base.unit_rows` (the same rule).
+    Two stay apart on purpose: encoder outputs (`encoders.base.l2_normalize`) and captioner inputs
+    (`captioning.captioner._unit`) rescale only extreme rows and keep all-zero rows, because
+    rescaling every row changes the last bits of ordinary embeddings, and with them every
+    downstream number."""
     peak = np.abs(x).max(axis=1, keepdims=True)
     x = x / np.where(peak > 0, peak, 1.0)
     n = np.linalg.norm(x, axis=1, keepdims=True)

@@ -6,8 +6,8 @@ One process (what the notebooks do) stays the default; this module adds, for Aud
   the encoder embeds the previous batch; `(N, D) float32`, L2-normalised, as `Encoder.embed_audio`.
 - `extract_split`: a split's embeddings sharded over the ranks of a torchrun job (rank r takes
   rows r, r + W, ...), gathered on rank 0 and written to the SAME content-keyed cache entry that
-  `dlink.encoders.embed_split` (notebook 02) reads, so the notebooks then start from a cache hit.
-- `train_captioner`: `dlink.aac.train_captioner` under DistributedDataParallel: every rank draws the same
+  `dlink.encoders.registry.embed_split` (notebook 02) reads, so the notebooks then start from a cache hit.
+- `train_captioner`: `dlink.captioning.aac.train_captioner` under DistributedDataParallel: every rank draws the same
   batch order and noise as the single-process fit and takes its share of each batch; gradients are
   averaged by DDP, so the ranks' weights stay identical. The distributed code lives here, so the
   single-process `PrefixCaptioner.fit` carries none of it.
@@ -39,9 +39,9 @@ from dlink import paths
 from dlink._io import write_json
 from dlink.audio import load_audio
 from dlink.cache import cache_file, cached, content_key
-from dlink.encoder_base import Encoder, l2_normalize
-from dlink.encoders import embed_split
-from dlink.laion import DEFAULT_AMODEL
+from dlink.encoders.base import Encoder, l2_normalize
+from dlink.encoders.laion import DEFAULT_AMODEL
+from dlink.encoders.registry import embed_split
 
 # --------------------------------------------------------------------------- processes
 
@@ -188,11 +188,11 @@ def extract_split(
 def train_captioner(
     X, captions: list[str], config=None, device: str = "cpu", val=None, progress: bool = False
 ):
-    """`dlink.aac.train_captioner` by every rank of the job together (DDP): a PrefixCaptioner fitted on
+    """`dlink.captioning.aac.train_captioner` by every rank of the job together (DDP): a PrefixCaptioner fitted on
     X (N, D) + N captions. Single process (no torchrun): exactly `PrefixCaptioner(config).fit(...)`. Returns the captioner
     on every rank; its weights are identical across ranks.
     """
-    from dlink.captioner import CaptionerConfig, PrefixCaptioner
+    from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 
     if isinstance(config, dict):
         config = CaptionerConfig(**config)
@@ -205,7 +205,7 @@ def _ddp_captioner_class():
     import torch
     from torch import nn
 
-    from dlink.captioner import PrefixCaptioner
+    from dlink.captioning.captioner import PrefixCaptioner
 
     class _Loss(nn.Module):
         """The captioner's trainable modules as one nn.Module whose forward is its loss (for DDP)."""
@@ -315,7 +315,7 @@ def _extract(args, rank: int, world: int, device: str) -> None:
     import time
 
     from dlink import experiment
-    from dlink.encoders import load_encoder
+    from dlink.encoders.registry import load_encoder
     from dlink.profiles import resolve_params
 
     P = resolve_params(profile="smoke", dataset=args.dataset, encoder="laion-clap", clap_ckpt=args.clap_ckpt,
@@ -335,7 +335,7 @@ def _extract(args, rank: int, world: int, device: str) -> None:
 
 
 def _train_captioner(args, rank: int, world: int, device: str) -> None:
-    from dlink.captioner import CaptionerConfig
+    from dlink.captioning.captioner import CaptionerConfig
 
     X = np.load(args.embeddings, allow_pickle=False)
     captions = json.loads(Path(args.captions).read_text())

@@ -56,7 +56,8 @@ def _short(text: str) -> str:
 
 
 def _code_hash(*modules: str) -> str:
-    """Short hash of dlink modules' source: a cached artifact made by older code is not reused."""
+    """Short hash of dlink modules' source (paths below dlink/ without .py: "arrays",
+    "bridges/base"): a cached artifact made by older code is not reused."""
     from dlink.cache import code_hash
 
     return code_hash(*(f"{m}.py" for m in modules))[:8]
@@ -147,12 +148,16 @@ def encoder(P, frame: dict | None = None, seed: int = 0):
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
     if P.encoder_options is not None:  # a pretrained encoder (P.device is resolved)
         return P.encoder_options.encoder(P.device)
-    from dlink import encoders
+    from dlink.encoders import registry as encoders
 
     frame = frame or splits(P)
-    folder = run_dir(P) / "embedded-clap" / f"{_code_hash('embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
+    folder = (
+        run_dir(P)
+        / "embedded-clap"
+        / f"{_code_hash('encoders/embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
+    )
     if not (folder / "config.json").is_file():
-        from dlink.embedded_clap import train_embedded_clap
+        from dlink.encoders.embedded_clap import train_embedded_clap
 
         train_embedded_clap(
             frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=P.profile.clap_epochs
@@ -165,7 +170,7 @@ def embeddings(P, seed: int = 0) -> dict:
 
     Splits: train, val, test, and "enc" / "fit", the two parts of train (see `splits`).
     """
-    from dlink.encoders import embed_split
+    from dlink.encoders.registry import embed_split
 
     frame = splits(P)
     enc = encoder(P, frame, seed=seed)
@@ -193,7 +198,7 @@ def bridge_pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def bridge_config(P, name: str, seed: int, **overrides) -> dict:
     """Training settings from the profile for a learned bridge (closed-form ones take none)."""
-    from dlink.baselines import bridge_class
+    from dlink.bridges.baselines import bridge_class
 
     if not bridge_class(name).learned:
         return dict(overrides)
@@ -208,7 +213,7 @@ def bridge_config(P, name: str, seed: int, **overrides) -> dict:
 
 
 def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
-    from dlink.baselines import bridge_class
+    from dlink.bridges.baselines import bridge_class
 
     cfg = bridge_config(P, name, seed, **overrides)
     code = _code_hash(*bridge_class(name).cache_modules)
@@ -220,7 +225,7 @@ def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split
 
     split: "fit" (the training scenes the encoder did not see) by default.
     """
-    from dlink.baselines import BRIDGES, make_bridge
+    from dlink.bridges.baselines import BRIDGES, make_bridge
 
     key, cfg = _bridge_key(P, name, seed, **overrides)
     key += "-" + _short(_digest(emb) + split + str(len(emb[split]["audio"])))
@@ -238,7 +243,7 @@ def tuning_grid(P, name: str) -> list[dict]:
     """The inference-time settings of bridge `name` tried on validation, as its class declares them
     (`inference_grid` of the run's profile; training settings are the profile's, shared by every
     learned bridge). [{}] for bridges with nothing to choose."""
-    from dlink.baselines import bridge_class
+    from dlink.bridges.baselines import bridge_class
 
     return bridge_class(name).inference_grid(P.profile)
 
@@ -247,7 +252,7 @@ def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
     """Choose bridge `name`'s inference settings on the validation split, one rule for every bridge:
     the highest audio->text R@1 (meaning kept), ties (within 0.005) to the smaller centroid distance.
     Returns (chosen settings, [{settings..., a2t_R1, centroid_distance}] for every setting tried)."""
-    from dlink.gap import gap_report
+    from dlink.evaluation.gap import gap_report
 
     val = emb["val"]
     scores = []
@@ -269,7 +274,7 @@ def tune_for_captioning(P, name: str, bridge, emb: dict, captioner) -> tuple[dic
     validation CIDEr-D of `captioner` (the zero-shot captioner, trained on text) fed the bridged
     validation audio; the first best in grid order. Same grid as `tune`.
     Returns (chosen settings, [{settings..., "val_CIDEr-D"}] for every setting tried)."""
-    from dlink.metrics import cider_d_items
+    from dlink.evaluation.metrics import cider_d_items
 
     grid = tuning_grid(P, name)
     vidx, vrefs = eval_subset(P, splits(P)["val"])
@@ -293,7 +298,7 @@ def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=N
     cached as .npz. Without `captioner` the settings serve the gap table (`tune`: audio->text R@1);
     with the zero-shot `captioner` of `fit_captioner` they serve the captioning tables
     (`tune_for_captioning`: that captioner's validation CIDEr-D)."""
-    from dlink.baselines import BRIDGES
+    from dlink.bridges.baselines import BRIDGES
 
     if captioner is not None and getattr(captioner, "cache_key", None) is None:
         raise ValueError(
@@ -354,13 +359,13 @@ def fit_captioner(
     """
     import shutil
 
-    from dlink.aac import train_captioner
-    from dlink.captioner import PrefixCaptioner
+    from dlink.captioning.aac import train_captioner
+    from dlink.captioning.captioner import PrefixCaptioner
 
     cfg = dict(lm=P.profile.lm, epochs=P.profile.captioner_epochs, beams=P.profile.beams, seed=seed)
     cfg.update(dict(P.profile.captioner), **overrides)
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-    code = _code_hash("captioner", "lm")
+    code = _code_hash("captioning/captioner", "captioning/lm")
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
     folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
     partial = folder.with_name(folder.name + ".partial") if cache and cfg["lm"] != "scratch" else None
@@ -381,7 +386,7 @@ def caption_rows(
     P, cap, inputs: dict, references, seed: int, decoder: str = "generative"
 ) -> tuple[list, dict]:
     """Caption every input set {row name: (M, D)}; return (records with per-item CIDEr-D, {row: predictions})."""
-    from dlink.aac import evaluate
+    from dlink.captioning.aac import evaluate
 
     rows, preds = [], {}
     for name, emb in inputs.items():
@@ -395,7 +400,7 @@ def caption_rows(
 def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
     """Indices of the items scored (the profile's eval_items, seeded; all by default) and their
     references: captions 2-5 of each item, for EVERY row, because the text oracle is fed caption 1."""
-    from dlink.aac import subsample
+    from dlink.captioning.aac import subsample
 
     idx = subsample(len(frame_eval), P.profile.eval_items, seed=0)
     refs = [list(frame_eval["captions"].iloc[i])[1:] for i in idx]
@@ -462,7 +467,7 @@ def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs)
     idx, refs: the scored test items (`eval_subset`).
     Returns {variant: {"bridged": (N, D) bridged test audio, "CIDEr-D_items": (len(idx),)}}.
     """
-    from dlink.metrics import cider_d_items
+    from dlink.evaluation.metrics import cider_d_items
 
     out, preds = {}, {}
     for name, overrides in TERM_VARIANTS.items():
@@ -483,13 +488,13 @@ def term_ablation_rows(
 ) -> list[dict]:
     """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP (with
     labels) and CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired
-    difference to `versus` with its interval. Intervals resample seeds and items (dlink.stats).
+    difference to `versus` with its interval. Intervals resample seeds and items (dlink.evaluation.stats).
 
     per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s]; seeds: the
     training seeds; labels: N label-set strings or None.
     """
-    from dlink.gap import gap_intervals
-    from dlink.stats import bootstrap_ci, paired_difference
+    from dlink.evaluation.gap import gap_intervals
+    from dlink.evaluation.stats import bootstrap_ci, paired_difference
 
     names = list(per_seed[0])
     outputs = {n: [s[n]["bridged"] for s in per_seed] for n in names}
@@ -517,7 +522,7 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
 
     stem = Path(stem)
     csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
-    from dlink.gap import GAP_DIRECTIONS
+    from dlink.evaluation.gap import GAP_DIRECTIONS
 
     keys = [k for k in TERM_COLUMNS if k in rows[0]]
     names = {"centroid_distance": "centroid distance", "a2t_R1": "a2t R@1", "a2t_mAP_labels": "label mAP"}

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlink.captioning.lm import folder_problem
 from dlink.device import resolve_device, set_torch_threads
-from dlink.laion import DEFAULT_AMODEL, LaionClapOptions
-from dlink.lm import folder_problem
+from dlink.encoders.laion import DEFAULT_AMODEL, LaionClapOptions
 
 DATASETS = ("embedded", "audiocaps", "clotho")
 ENCODERS = ("embedded", "laion-clap")
@@ -41,7 +41,7 @@ PROFILE_ENV = "DLINK_PROFILE"
 # command in, against which every relative path the user passes is resolved.
 USER_CWD_ENV = "DLINK_USER_CWD"
 PATH_PARAMS = ("clap_ckpt", "data_root", "clap_tokenizer")  # plus `lm` when it names a local folder
-# Decoders the captioner knows without a folder or the hub (dlink.captioner / dlink.lm)
+# Decoders the captioner knows without a folder or the hub (dlink.captioning.captioner / dlink.captioning.lm)
 BUILTIN_LMS = ("scratch", "tiny-random", "smollm2-135m")
 # Where the pretrained LAION-CLAP weights live (the paper's encoder); our machines cannot fetch them.
 LAION_CKPT_URL = "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt"
@@ -62,7 +62,7 @@ class Profile:
     name: str
     dataset_size: str  # embedded dataset size: "smoke" | "default"
     n_seeds: int  # seeds 0..n_seeds-1 unless `seeds` is given
-    clap_epochs: int  # embedded CLAP (dlink.embedded_clap) training epochs
+    clap_epochs: int  # embedded CLAP (dlink.encoders.embedded_clap) training epochs
     bridge_epochs: int  # at most; early stopping on the validation loss ends most fits sooner
     bridge_batch_size: int
     lm: str  # captioner decoder: "scratch" (trained from scratch) | "tiny-random" | "smollm2-135m" | a hub LM
@@ -381,7 +381,7 @@ def _check_captioner(prof: Profile, lm: str | None, errors: list[str]) -> None:
     """The profile's captioner fields must suit the LM that will use them (`lm` overrides the profile's)."""
     if not prof.captioner:
         return
-    from dlink.captioner import CaptionerConfig
+    from dlink.captioning.captioner import CaptionerConfig
 
     try:
         CaptionerConfig(lm=lm or prof.lm, **dict(prof.captioner))

@@ -28,10 +28,10 @@ def run(out: Path) -> None:
     from safetensors.numpy import load_file
 
     import dlink
-    import dlink.embedded_clap as ec
-    from dlink import aac
+    import dlink.encoders.embedded_clap as ec
     from dlink import experiment as X
-    from dlink.baselines import make_bridge
+    from dlink.bridges.baselines import make_bridge
+    from dlink.captioning import aac
 
     arrays: dict[str, np.ndarray] = {}
     P = dlink.resolve_params(profile="default")

@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     import dlink
     from dlink import experiment as X
     from dlink._io import atomic_write_text, write_json
-    from dlink.aac import caption_pairs
-    from dlink.stats import bootstrap_ci
+    from dlink.captioning.aac import caption_pairs
+    from dlink.evaluation.stats import bootstrap_ci
 
     P = dlink.resolve_params(profile=args.profile)
     seed = P.seeds[0]

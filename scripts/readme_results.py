@@ -22,7 +22,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's dlink, from any working directory
-from dlink.gap import INTERVAL_COLUMNS  # noqa: E402
+from dlink.evaluation.gap import INTERVAL_COLUMNS  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 HEAD_START, HEAD_END = "<!-- headline:start -->", "<!-- headline:end -->"
@@ -37,7 +37,7 @@ def _table_lines(md: str) -> list[str]:
 
 def _gap_table(results: Path) -> list[str]:
     df = pd.read_csv(results / "gap_metrics.csv")
-    # the README shows the columns the gap metrics give intervals (dlink.gap.GAP_METRICS)
+    # the README shows the columns the gap metrics give intervals (dlink.evaluation.gap.GAP_METRICS)
     cols = [c for c in INTERVAL_COLUMNS if f"{c}_mean" in df]
     head = ["| method | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
     rows = []
@@ -251,7 +251,7 @@ def _term_verdict(results: Path) -> str:
 
 def llm_decoder() -> str:
     """How the llm profile trains its LLM captioner, in words read from the profile."""
-    from dlink.captioner import CaptionerConfig
+    from dlink.captioning.captioner import CaptionerConfig
     from dlink.profiles import PROFILES
 
     prof = PROFILES["llm"]

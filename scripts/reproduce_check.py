@@ -16,7 +16,7 @@ when they agree:
 - headlines, within each other's interval: in the interval tables (INTERVAL_TABLES: the captioning
   tables' CIDEr-D means, gains and differences to diffusion_link; every gap column of
   gap_intervals.csv and its difference; the ablations' differences) every point estimate of each run
-  must lie inside the other run's 95 % interval (seed x item bootstrap, dlink.stats);
+  must lie inside the other run's 95 % interval (seed x item bootstrap, dlink.evaluation.stats);
 - exact where the run is deterministic: the data build and splits (EXACT files, character for
   character) and the count columns (COUNTS: seeds, items);
 - structure elsewhere: the same files, columns, rows, JSON keys and markdown text with the numbers

@@ -49,7 +49,7 @@ def make_laion_checkpoint(
     """
     import torch
 
-    from dlink.laion import build_clap
+    from dlink.encoders.laion import build_clap
 
     tower = dict(vocab_size=vocab_size, num_hidden_layers=1, intermediate_size=256)
     model, _ = build_clap(amodel, "roberta", seed=seed, enable_fusion=fusion, tower=tower)

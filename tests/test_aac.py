@@ -1,10 +1,10 @@
-"""dlink.aac: pairing captions with embeddings and writing sample tables."""
+"""dlink.captioning.aac: pairing captions with embeddings and writing sample tables."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dlink.aac import caption_pairs, subsample, write_samples
+from dlink.captioning.aac import caption_pairs, subsample, write_samples
 
 
 def test_caption_pairs_2d_and_3d():
@@ -40,7 +40,7 @@ def test_write_samples(tmp_path):
 
 
 def test_summarize_gives_intervals_and_paired_gains(tmp_path):
-    from dlink.aac import summarize, write_results
+    from dlink.captioning.aac import summarize, write_results
 
     rng = np.random.default_rng(0)
     base = rng.exponential(0.5, size=(3, 120))  # 3 seeds x 120 items
@@ -84,7 +84,7 @@ def test_summarize_gives_intervals_and_paired_gains(tmp_path):
 
 
 def test_mean_over_folds_averages_every_score_and_the_items():
-    from dlink.aac import mean_over_folds
+    from dlink.captioning.aac import mean_over_folds
 
     r = [
         {"decoder": "generative", "method": "fold 0", "seed": 1, "CIDEr-D": 0.2, "CIDEr-D_items": [0.0, 0.4]},

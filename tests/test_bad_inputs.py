@@ -13,13 +13,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from dlink import data, gap, metrics, stats
+from dlink import data
 from dlink._io import load_checkpoint, save_checkpoint
-from dlink.captioner import CaptionerConfig, PrefixCaptioner, RetrievalCaptioner
-from dlink.encoders import load_encoder
-from dlink.plots import save_figure
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner, RetrievalCaptioner
+from dlink.encoders.registry import load_encoder
+from dlink.evaluation import gap, metrics, stats
+from dlink.evaluation.plots import save_figure
+from dlink.evaluation.tables import write_table
 from dlink.profiles import resolve_params
-from dlink.tables import write_table
 
 RNG = np.random.default_rng(0)
 A, T = RNG.standard_normal((20, 4)), RNG.standard_normal((20, 4))
@@ -350,7 +351,7 @@ def test_fuzzed_embeddings_give_a_clear_error_or_a_finite_result(cap):
 
 
 def test_fuzzed_unit_rows_are_unit_or_zero():
-    from dlink.encoders import l2_normalize
+    from dlink.encoders.registry import l2_normalize
 
     rng = np.random.default_rng(5)
     for _ in range(200):

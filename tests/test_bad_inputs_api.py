@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from dlink import cache, gap, stats
-from dlink.baselines import make_bridge
-from dlink.bridge import Bridge, synthetic_gap_pairs
-from dlink.captioner import CaptionerConfig, PrefixCaptioner
+from dlink import cache
+from dlink.bridges.base import Bridge, synthetic_gap_pairs
+from dlink.bridges.baselines import make_bridge
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 from dlink.device import THREAD_VARS, _cgroup_quota, set_torch_threads, thread_env, torch_threads, usable_cpus
-from dlink.embedded_clap import EmbeddedClapConfig
+from dlink.encoders.embedded_clap import EmbeddedClapConfig
+from dlink.evaluation import gap, stats
+from dlink.evaluation.tables import _aggregate
 from dlink.profiles import resolve_params
-from dlink.tables import _aggregate
 
 torch.set_num_threads(1)
 A, T = synthetic_gap_pairs(24, 6, seed=0)
@@ -161,7 +162,7 @@ def test_mmd_unchanged_for_ordinary_inputs():
 def test_nan_seed_is_counted_apart_from_the_mean():
     import pandas as pd
 
-    from dlink.tables import write_table  # noqa: F401  (the table writer reads n_finite)
+    from dlink.evaluation.tables import write_table  # noqa: F401  (the table writer reads n_finite)
 
     df = pd.DataFrame({"method": ["x"] * 3, "R1": [0.5, NAN, 0.7]})
     (rec,) = _aggregate(df, ["method"], ["R1"])

@@ -1,4 +1,4 @@
-"""dlink.baselines: every bridge's contract (shape, unit norm, save/load) and the property that
+"""dlink.bridges.baselines: every bridge's contract (shape, unit norm, save/load) and the property that
 defines it (identity changes nothing, mean shift lands on the text centroid, projection stays in
 the span of training texts, the learned ones move audio toward its paired text)."""
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlink.baselines import BRIDGES, MeanShift, Projection, make_bridge
-from dlink.bridge import Bridge, synthetic_gap_pairs
+from dlink.bridges.base import Bridge, synthetic_gap_pairs
+from dlink.bridges.baselines import BRIDGES, MeanShift, Projection, make_bridge
 
 torch.set_num_threads(1)  # tiny networks: one thread avoids oversubscription on shared cores
 
@@ -120,7 +120,7 @@ def test_registry_and_errors(data):
         "conditional_prior",
         "diffusion_link",
     ]
-    from dlink.bridge import BRIDGES as registry
+    from dlink.bridges.base import BRIDGES as registry
 
     assert BRIDGES is registry
     with pytest.raises(ValueError, match="unknown bridge 'magic'.*diffusion_link"):
@@ -137,7 +137,7 @@ def test_registry_and_errors(data):
 
 
 def test_ridge_recovers_a_linear_map_and_picks_lambda_on_validation():
-    from dlink.baselines import Ridge
+    from dlink.bridges.baselines import Ridge
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((16, 16))

@@ -1,4 +1,4 @@
-"""dlink.diffusion and dlink.bridge: schedule algebra, DDIM exactness, and Diffusion-Link closing a
+"""dlink.bridges.diffusion and dlink.bridges.base: schedule algebra, DDIM exactness, and Diffusion-Link closing a
 known gap on synthetic paired embeddings without losing pairing (retrieval)."""
 
 import dataclasses
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dlink.bridge import synthetic_gap_pairs
-from dlink.diffusion import GaussianDiffusion, ddim_timesteps, make_alpha_bar
-from dlink.diffusion_link import DiffusionLink
+from dlink.bridges.base import synthetic_gap_pairs
+from dlink.bridges.diffusion import GaussianDiffusion, ddim_timesteps, make_alpha_bar
+from dlink.bridges.diffusion_link import DiffusionLink
 
 # the networks here are tiny: one thread avoids oversubscription on shared CI cores (10x faster)
 torch.set_num_threads(1)
@@ -201,7 +201,7 @@ def test_start_step_and_steps_move_the_output_in_the_documented_direction(link, 
 def test_diffusion_bridge_fits_on_text_alone(data):
     """Diffusion Bridge's denoiser never sees audio: with the pairing destroyed (audio rows shuffled),
     the fitted weights are bitwise the same."""
-    from dlink.baselines import DiffusionBridge
+    from dlink.bridges.baselines import DiffusionBridge
 
     a, t = data[0][:300], data[1][:300]
     fit = lambda audio: DiffusionBridge(epochs=2, progress=False).fit(audio, t, device="cpu")  # noqa: E731
@@ -228,7 +228,7 @@ def test_broken_weights_never_give_non_finite_outputs(link, data):
 
 
 def test_huge_finite_rows_normalise_without_overflow(link, data):
-    from dlink.baselines import Identity
+    from dlink.bridges.baselines import Identity
 
     va = data[2][:20]
     big = va * np.float32(1e30)  # finite in float32; its squared norm is not
@@ -281,7 +281,7 @@ def test_each_kind_of_draw_has_its_own_stream_at_a_fixed_offset():
     """The offsets are part of every learned bridge's numbers: changing one changes every fit."""
     import torch
 
-    from dlink.bridge import SEED_OFFSETS, seeded_generator
+    from dlink.bridges.base import SEED_OFFSETS, seeded_generator
 
     assert SEED_OFFSETS == {"train_noise": 1, "val_noise": 2, "inference_noise": 3}
     draws = {k: torch.randn(4, generator=seeded_generator(7, k)) for k in SEED_OFFSETS}

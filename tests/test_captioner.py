@@ -1,4 +1,4 @@
-"""dlink.captioner: both decoders learn, beam search is exact where it can be checked, save/load round-trips."""
+"""dlink.captioning.captioner: both decoders learn, beam search is exact where it can be checked, save/load round-trips."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlink.captioner import (
+from dlink.captioning.captioner import (
     CaptionerConfig,
     PrefixCaptioner,
     RetrievalCaptioner,
@@ -14,7 +14,7 @@ from dlink.captioner import (
     clean_caption,
     config_overrides,
 )
-from dlink.metrics import caption_metrics
+from dlink.evaluation.metrics import caption_metrics
 
 CAPTIONS = [
     "A dog barks loudly",

@@ -28,7 +28,7 @@ HELPS = [
     ["dlink.runner.pipeline", "strip"],
     ["dlink.runner.pipeline", "publish"],
     ["dlink.runner.lab"],
-    ["dlink.embedded_clap"],
+    ["dlink.encoders.embedded_clap"],
     ["dlink.distributed", "extract"],
     ["dlink.distributed", "train-captioner"],
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlink import paths
-from dlink.captioner import CaptionerConfig, PrefixCaptioner
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 
 CAPTIONS = ["A dog barks loudly", "Rain falls on a roof", "A car engine starts and idles", "Birds chirp"]
 SCRATCH = dict(

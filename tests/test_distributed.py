@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("dlink.laion")
+pytest.importorskip("dlink.encoders.laion")
 import paper_fixtures as F  # noqa: E402
 
 from dlink import distributed as D  # noqa: E402
@@ -31,7 +31,7 @@ def user(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def enc(user):
-    from dlink.laion import LaionClap
+    from dlink.encoders.laion import LaionClap
 
     return LaionClap(checkpoint=user / "clap.pt", tokenizer=user / "tok")  # one process, no cache
 
@@ -75,7 +75,7 @@ def test_two_processes_extract_the_single_process_embeddings_into_the_notebooks_
 
 @pytest.mark.slow
 def test_two_process_captioner_fit_has_identical_weights_and_loads(user):
-    from dlink.captioner import PrefixCaptioner
+    from dlink.captioning.captioner import PrefixCaptioner
 
     rng = np.random.default_rng(0)
     captions = [F.caption(rng) for _ in range(24)]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlink import embedded_clap as ec
 from dlink._io import save_checkpoint
-from dlink.gap import retrieval_recall
+from dlink.encoders import embedded_clap as ec
+from dlink.evaluation.gap import retrieval_recall
 
 
 def test_recall_at_k_by_hand():
@@ -85,7 +85,7 @@ def test_checkpoint_roundtrip_and_encoder(tmp_path):
     torch.manual_seed(0)
     m = ec._heads(cfg)
     save_checkpoint(tmp_path / "ck", {"config": ec.asdict(cfg)}, m.state_dict())
-    from dlink.encoders import load_encoder
+    from dlink.encoders.registry import load_encoder
 
     enc = load_encoder("embedded", checkpoint=tmp_path / "ck")
     assert enc.dim == 512 and enc.sample_rate == 32000 and enc.fingerprint.startswith("embedded|")

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlink import encoders, paths
-from dlink.encoders import Encoder, embed_split, fit_length
+from dlink import paths
+from dlink.encoders import registry as encoders
+from dlink.encoders.registry import Encoder, embed_split, fit_length
 
 SOUNDS = sorted(Path("/usr/share/sounds/freedesktop/stereo").glob("*.oga"))[:3]
 

@@ -7,8 +7,8 @@ import pytest
 
 from dlink import experiment as X
 from dlink import paths
-from dlink.baselines import make_bridge
-from dlink.bridge import synthetic_gap_pairs
+from dlink.bridges.base import synthetic_gap_pairs
+from dlink.bridges.baselines import make_bridge
 from dlink.profiles import resolve_params
 
 
@@ -141,8 +141,8 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
     everything from what it declares."""
     import torch
 
-    from dlink.baselines import BRIDGES
-    from dlink.bridge import Bridge, as_matrix, as_pair, to_output
+    from dlink.bridges.base import Bridge, as_matrix, as_pair, to_output
+    from dlink.bridges.baselines import BRIDGES
 
     monkeypatch.setattr(paths, "DATA", tmp_path)
     P = resolve_params(profile="smoke")
@@ -155,7 +155,7 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
 
         class TowardText(Bridge):  # closed-form: a + alpha * mean(text), renormalised
             name, config_cls = "toward_text", TowardTextConfig
-            cache_modules = ("bridge",)
+            cache_modules = ("bridges/base",)
 
             @classmethod
             def inference_grid(cls, profile):  # read from the profile, as a real grid is
@@ -190,7 +190,7 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
         assert X.tuning_grid(P, "toward_text") == [{"alpha": 0.3}, {"alpha": 0.5}]  # smoke k* = 300, 500
         # the cache key hashes the declared source: other declared modules, another key
         key = X._bridge_key(P, "toward_text", 0)[0]
-        monkeypatch.setattr(TowardText, "cache_modules", ("bridge", "baselines"))
+        monkeypatch.setattr(TowardText, "cache_modules", ("bridges/base", "bridges/baselines"))
         assert X._bridge_key(P, "toward_text", 0)[0] != key
         assert X._bridge_key(P, "toward_text", 0)[0].startswith("toward_text-")
 

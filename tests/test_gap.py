@@ -1,11 +1,18 @@
-"""Analytic checks of the modality-gap metrics (dlink/gap.py)."""
+"""Analytic checks of the modality-gap metrics (dlink/evaluation/gap.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dlink.gap import GAP_DIRECTIONS, frechet_distance, gap_report, knn_mixing, mmd2_rbf, retrieval_recall
+from dlink.evaluation.gap import (
+    GAP_DIRECTIONS,
+    frechet_distance,
+    gap_report,
+    knn_mixing,
+    mmd2_rbf,
+    retrieval_recall,
+)
 
 
 def _unit(x):
@@ -113,7 +120,7 @@ def test_unpaired_sizes_allowed_and_seed_deterministic(emb):
 
 
 def test_label_set_map_counts_same_label_texts_as_hits():
-    from dlink.gap import label_set_map
+    from dlink.evaluation.gap import label_set_map
 
     rng = np.random.default_rng(0)
     t = rng.standard_normal((40, 8))
@@ -141,14 +148,14 @@ def test_label_set_map_counts_same_label_texts_as_hits():
     ],
 )
 def test_distribution_distances_check_their_inputs(call, match):
-    import dlink.gap as f
+    import dlink.evaluation.gap as f
 
     with pytest.raises(ValueError, match=match):
         call(f)
 
 
 def test_unit_rows_do_not_overflow():
-    from dlink.gap import gap_report
+    from dlink.evaluation.gap import gap_report
 
     rng = np.random.default_rng(0)
     a, t = rng.standard_normal((20, 4)), rng.standard_normal((20, 4))
@@ -177,7 +184,7 @@ def _gap_fixture(n=300, d=32, seeds=3, offset=0.0):
 
 
 def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
-    from dlink.gap import INTERVAL_COLUMNS, gap_intervals
+    from dlink.evaluation.gap import INTERVAL_COLUMNS, gap_intervals
 
     out, texts = _gap_fixture()
     labels = [str(i % 7) for i in range(300)]
@@ -208,7 +215,7 @@ def test_gap_intervals_resolve_a_real_difference_and_not_a_null_one():
 
 
 def test_gap_intervals_cover_seed_spread_and_one_seed():
-    from dlink.gap import gap_intervals
+    from dlink.evaluation.gap import gap_intervals
 
     out, texts = _gap_fixture(n=120, offset=0.5)  # far's gap grows a lot from seed to seed
     cols = ("centroid_distance", "separability", "a2t_R1")
@@ -224,7 +231,7 @@ def test_gap_intervals_cover_seed_spread_and_one_seed():
 
 
 def test_frechet_on_counts_is_the_frechet_of_the_drawn_rows():
-    from dlink.gap import _frechet_counts
+    from dlink.evaluation.gap import _frechet_counts
 
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(80, 40)), rng.normal(size=(80, 40)) + 0.3
@@ -235,7 +242,7 @@ def test_frechet_on_counts_is_the_frechet_of_the_drawn_rows():
 
 
 def test_gap_item_rows_are_long_and_average_to_the_table():
-    from dlink.gap import gap_item_rows
+    from dlink.evaluation.gap import gap_item_rows
 
     out, texts = _gap_fixture(n=40, seeds=2)
     rows = gap_item_rows(out, texts, seeds=[5, 6], ids=[f"s{i}" for i in range(40)])
@@ -247,7 +254,7 @@ def test_gap_item_rows_are_long_and_average_to_the_table():
 
 
 def test_gap_intervals_bad_input():
-    from dlink.gap import gap_intervals
+    from dlink.evaluation.gap import gap_intervals
 
     t = [np.eye(12)]
     with pytest.raises(ValueError, match="versus='x'"):
@@ -261,7 +268,7 @@ def test_gap_intervals_bad_input():
 
 
 def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():
-    from dlink.gap import FLOOR, ORACLE, gap_calibration
+    from dlink.evaluation.gap import FLOOR, ORACLE, gap_calibration
 
     rng = np.random.default_rng(1)
     text = rng.normal(size=(50, 3, 8))
@@ -275,7 +282,7 @@ def test_gap_calibration_floor_has_no_pairs_and_oracle_is_caption_two():
 
 
 def test_the_registry_holds_the_gap_table_columns_in_report_order():
-    from dlink.gap import GAP_METRICS, INTERVAL_COLUMNS
+    from dlink.evaluation.gap import GAP_METRICS, INTERVAL_COLUMNS
 
     assert list(GAP_METRICS) == ["paired_cos_mean", "paired_cos_std", "centroid_distance", "separability",
                                  "frechet", "mmd2_rbf", "knn_mixing", "knn_mixing_norm", "a2t_R1", "a2t_R5",
@@ -290,7 +297,7 @@ def test_the_registry_holds_the_gap_table_columns_in_report_order():
 @pytest.fixture
 def toy_metric():
     """A gap metric registered for one test: each pair's Euclidean distance, lower is better."""
-    from dlink.gap import GAP_METRICS, register_gap_metric
+    from dlink.evaluation.gap import GAP_METRICS, register_gap_metric
 
     register_gap_metric("pair_distance", "lower", lambda a, t: np.linalg.norm(a - t, axis=1), interval=True)
     yield "pair_distance"
@@ -305,8 +312,8 @@ def test_a_new_gap_metric_is_one_registration(toy_metric, tmp_path):
 
     import pandas as pd
 
-    from dlink.gap import INTERVAL_COLUMNS, gap_intervals, register_gap_metric
-    from dlink.tables import write_intervals, write_table
+    from dlink.evaluation.gap import INTERVAL_COLUMNS, gap_intervals, register_gap_metric
+    from dlink.evaluation.tables import write_intervals, write_table
 
     out, texts = _gap_fixture()
     report = gap_report(out["far"][0], texts[0], seed=0)

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dlink import gap, stats
-from dlink.baselines import BRIDGES, make_bridge
+from dlink.bridges.baselines import BRIDGES, make_bridge
+from dlink.evaluation import gap, stats
 
 torch.set_num_threads(1)
 FAST = {"epochs": 1, "batch_size": 8, "progress": False, "time_dim": 8, "n_blocks": 1}

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
-laion = pytest.importorskip("dlink.laion")
+laion = pytest.importorskip("dlink.encoders.laion")
 import paper_fixtures as F  # noqa: E402
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlink.captioner import CaptionerConfig, PrefixCaptioner
-from dlink.lm import load_lm, lora_target_modules
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
+from dlink.captioning.lm import load_lm, lora_target_modules
 
 CAPTIONS = ["a dog barks loudly", "rain falls on a roof", "a car engine starts", "birds chirp in the morning"]
 FIT = dict(
@@ -176,8 +176,8 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from dlink import paths, experiment as X
-    from dlink.aac import write_results
-    from dlink.captioner import PrefixCaptioner
+    from dlink.captioning.aac import write_results
+    from dlink.captioning.captioner import PrefixCaptioner
     from dlink.profiles import resolve_params
 
     data, mode = Path(sys.argv[1]), sys.argv[2]
@@ -232,7 +232,7 @@ def test_a_pretrained_lm_fit_resumes_after_a_killed_epoch_and_makes_the_table(tm
     assert "diffusion_link" in table and "text_oracle" in table
 
     # the resumed fit is the uninterrupted one
-    from dlink.aac import train_captioner
+    from dlink.captioning.aac import train_captioner
 
     x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     caps = CAPTIONS * 2

@@ -1,4 +1,4 @@
-"""dlink.lm: offline LMs load, tiny-random is seeded, unknown names fail clearly."""
+"""dlink.captioning.lm: offline LMs load, tiny-random is seeded, unknown names fail clearly."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dlink import paths
+from dlink.captioning.lm import OFFLINE_LMS, load_lm
 from dlink.device import resolve_device
-from dlink.lm import OFFLINE_LMS, load_lm
 
 
 def test_tiny_random_is_seeded_and_has_real_tokenizer():
@@ -37,7 +37,7 @@ def test_resolve_device():
 def test_unknown_name_offline_gives_clear_error():
     # A subprocess, because huggingface_hub reads HF_HUB_OFFLINE once at import time.
     code = (
-        "from dlink.lm import load_lm\n"
+        "from dlink.captioning.lm import load_lm\n"
         "try:\n    load_lm('no-such-org/no-such-model-xyz')\n"
         "except ValueError as e:\n    print('ERR', e)\n"
     )

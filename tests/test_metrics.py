@@ -1,12 +1,12 @@
-"""dlink.metrics: the wrapper reproduces pycocoevalcap / aac-metrics numbers and rejects bad input."""
+"""dlink.evaluation.metrics: the wrapper reproduces pycocoevalcap / aac-metrics numbers and rejects bad input."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dlink import metrics
-from dlink.metrics import UNAVAILABLE, caption_metrics, relative_gain
+from dlink.evaluation import metrics
+from dlink.evaluation.metrics import UNAVAILABLE, caption_metrics, relative_gain
 
 FIXTURE = Path(__file__).parent / "fixtures" / "aac_metrics_example_1_head50.csv"
 

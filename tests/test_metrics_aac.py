@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from dlink import metrics
-from dlink.metrics import UNAVAILABLE
+from dlink.evaluation import metrics
+from dlink.evaluation.metrics import UNAVAILABLE
 
 PREDS = ["a dog barks", "rain falls on a roof"]
 REFS = [["a dog is barking", "dogs bark"], ["rain is falling", "it rains on a tin roof"]]

@@ -88,7 +88,7 @@ def test_laion_options(tmp_path):
     }
     assert P.encoder_options.checkpoint == ckpt and P.as_dict()["clap_amodel"] == "HTSAT-base"
     # with a checkpoint file the encoder is built on first use: its fingerprint needs only file hashes
-    from dlink.laion import LazyLaionClap
+    from dlink.encoders.laion import LazyLaionClap
 
     lazy = P.encoder_options.encoder("cpu")
     assert isinstance(lazy, LazyLaionClap) and "HTSAT-base" in lazy.fingerprint

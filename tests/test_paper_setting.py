@@ -16,7 +16,7 @@ import pytest
 
 from dlink import paths
 
-pytest.importorskip("dlink.laion")  # (importing laion_clap itself would reach for the hub)
+pytest.importorskip("dlink.encoders.laion")  # (importing laion_clap itself would reach for the hub)
 import paper_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlink.plots import _umap_2d, plot_embedding_map
+from dlink.evaluation.plots import _umap_2d, plot_embedding_map
 
 
 def _unit(x):
@@ -70,7 +70,7 @@ def test_save_figure_writes_each_format_atomically_and_stays_in_figures(tmp_path
     from matplotlib.figure import Figure
 
     from dlink import paths
-    from dlink.plots import save_figure
+    from dlink.evaluation.plots import save_figure
 
     monkeypatch.setattr(paths, "FIGURES", tmp_path / "figs")
     fig = Figure()
@@ -102,7 +102,7 @@ def test_out_stem_may_not_leave_figures(tmp_path, sets, monkeypatch):
 
 
 def test_plot_gains_draws_each_row_with_its_interval_and_says_when_there_is_none():
-    from dlink.plots import plot_gains
+    from dlink.evaluation.plots import plot_gains
 
     rows = [
         {"decoder": "generative", "method": "identity"},
@@ -137,7 +137,7 @@ def _ablations_table(n_groups=3):
 
 
 def test_ablations_are_a_narrow_grid_with_every_interval(tmp_path):
-    from dlink.plots import MAX_WIDTH_IN, plot_ablations
+    from dlink.evaluation.plots import MAX_WIDTH_IN, plot_ablations
 
     df = _ablations_table()
     fig = plot_ablations(df, tmp_path / "abl")
@@ -160,7 +160,7 @@ def test_ablations_are_a_narrow_grid_with_every_interval(tmp_path):
 
 
 def test_loss_curves_pair_train_and_validation_by_colour():
-    from dlink.plots import plot_loss_curves
+    from dlink.evaluation.plots import plot_loss_curves
 
     h = {"total": [3.0, 2.0, 1.0], "val_total": [3.5, 2.5, 1.5], "topo": [0.3, 0.2, 0.1]}
     cap = {"train_loss": list(np.linspace(3, 1, 12)), "val_loss": [2.5, 2.0, 1.6]}
@@ -190,9 +190,9 @@ def _png_width_in(path):
     "png", sorted((__import__("dlink").paths.FIGURES).glob("*.png")), ids=lambda p: p.name
 )
 def test_committed_figures_fit_notebook_width(png):
-    from dlink.plots import MAX_WIDTH_IN
+    from dlink.evaluation.plots import MAX_WIDTH_IN
 
     width = _png_width_in(png)
     assert width <= MAX_WIDTH_IN + 0.01, (
-        f"{png.name} is {width:.1f} in wide (> {MAX_WIDTH_IN}); redraw it with dlink.plots' functions"
+        f"{png.name} is {width:.1f} in wide (> {MAX_WIDTH_IN}); redraw it with dlink.evaluation.plots' functions"
     )

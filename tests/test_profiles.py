@@ -212,7 +212,9 @@ def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(
     monkeypatch.setitem(profiles.PROFILES, "llm-lora", llm)
     seen = {}
     monkeypatch.setattr(experiment, "run_dir", lambda P: tmp_path)  # nothing written under data/
-    monkeypatch.setattr("dlink.aac.train_captioner", lambda X, caps, cfg, **kw: seen.update(cfg) or 1 / 0)
+    monkeypatch.setattr(
+        "dlink.captioning.aac.train_captioner", lambda X, caps, cfg, **kw: seen.update(cfg) or 1 / 0
+    )
     P = resolve_params(profile="llm-lora")
     with pytest.raises(ZeroDivisionError):
         experiment.fit_captioner(P, "t", np.zeros((2, 4), np.float32), ["a", "b"], cache=False, epochs=1)

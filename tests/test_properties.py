@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dlink.baselines import BRIDGES, make_bridge
+from dlink.bridges.baselines import BRIDGES, make_bridge
 
 torch.set_num_threads(1)
 FAST = {"epochs": 1, "batch_size": 8, "progress": False, "time_dim": 8, "n_blocks": 1}
@@ -65,7 +65,7 @@ def test_every_bridge_fits_and_transforms_or_says_why(name, data):
 @SETTINGS
 @given(a=matrices(), t=matrices(), paired=st.booleans())
 def test_gap_report_is_finite_or_says_why(a, t, paired):
-    from dlink.gap import gap_report
+    from dlink.evaluation.gap import gap_report
 
     with np.errstate(all="ignore"):
         try:
@@ -88,7 +88,7 @@ words = st.lists(
     refs=st.lists(st.lists(words, min_size=0, max_size=3), min_size=0, max_size=4),
 )
 def test_caption_metrics_are_finite_or_say_why(preds, refs):
-    from dlink.metrics import caption_metrics
+    from dlink.evaluation.metrics import caption_metrics
 
     try:
         m = caption_metrics(preds, refs)

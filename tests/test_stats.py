@@ -1,10 +1,10 @@
-"""dlink.stats: the seed x item bootstrap covers at about its nominal rate, widens with seed spread,
+"""dlink.evaluation.stats: the seed x item bootstrap covers at about its nominal rate, widens with seed spread,
 reduces to the item bootstrap for one seed, and is exact for a constant paired shift."""
 
 import numpy as np
 import pytest
 
-from dlink.stats import (
+from dlink.evaluation.stats import (
     bootstrap_ci,
     draws,
     paired_difference,

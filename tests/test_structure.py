@@ -13,7 +13,7 @@ from pathlib import Path
 import dlink
 
 PACKAGE = Path(dlink.__file__).resolve().parent
-# dotted names below dlink: "gap", "runner.pipeline"; a subpackage's __init__ is the subpackage
+# dotted names below dlink: "data", "evaluation.gap"; a subpackage's __init__ is the subpackage
 MODULES = sorted(
     ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
     for p in PACKAGE.rglob("*.py")
@@ -85,7 +85,9 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
     assert sum(map(len, graph.values())) > 30  # the parser sees the package's imports
-    assert "encoder_base" in graph["laion"] and "data" in graph["experiment"]  # function-level ones too
+    assert (
+        "encoders.base" in graph["encoders.laion"] and "data" in graph["experiment"]
+    )  # function-level ones too
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
 
 
@@ -123,4 +125,32 @@ def test_the_science_never_imports_the_runner():
 def test_audio_is_read_in_one_module_that_needs_no_dataset_code():
     graph = import_graph()
     assert graph["audio"] == set()  # numpy and soundfile only
-    assert "audio" in graph["encoder_base"] and "data" not in graph["encoder_base"]
+    assert "audio" in graph["encoders.base"] and "data" not in graph["encoders.base"]
+
+
+# The top level holds the infrastructure, the dataset and the glue; the science lives in subpackages
+TOP_LEVEL = {
+    "__main__", "_io", "arrays", "audio", "cache", "data", "device", "distributed", "experiment",
+    "paths", "profiles", "sessions", "sounds",
+}  # fmt: skip
+SUBPACKAGES = {"bridges", "encoders", "captioning", "evaluation", "runner"}
+
+
+def test_science_modules_live_in_subpackages():
+    """A new module goes into the subpackage of its concern, not next to the infrastructure."""
+    top = {m.split(".")[0] for m in MODULES}  # a folder of modules counts, with or without __init__
+    assert top - SUBPACKAGES == TOP_LEVEL, (
+        f"unexpected top-level modules: {sorted(top - SUBPACKAGES - TOP_LEVEL)}"
+    )
+    assert SUBPACKAGES <= top
+    assert {p.parent.name for p in PACKAGE.glob("*/__init__.py")} == SUBPACKAGES
+
+
+def test_subpackages_hold_no_code_in_their_init():
+    """A subpackage's __init__ is its docstring: every name has one module path, and importing
+    one module of a subpackage does not import its siblings."""
+    for sub in sorted(SUBPACKAGES):
+        body = ast.parse((PACKAGE / sub / "__init__.py").read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), (
+            sub
+        )

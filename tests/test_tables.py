@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from dlink.tables import GAP_DIRECTIONS, write_table
+from dlink.evaluation.tables import GAP_DIRECTIONS, write_table
 
 
 def _rows():
@@ -127,7 +127,7 @@ def test_reference_rows_are_shown_but_never_ranked(tmp_path):
 
 
 def test_write_intervals_marks_resolved_differences(tmp_path):
-    from dlink.tables import write_intervals
+    from dlink.evaluation.tables import write_intervals
 
     base = {"n_seeds": 3, "n_items": 300, "centroid_distance": 0.2, "centroid_distance_lo": 0.19,
             "centroid_distance_hi": 0.21, "a2t_R1": 0.1, "a2t_R1_lo": 0.08, "a2t_R1_hi": 0.12,

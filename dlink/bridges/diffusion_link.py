@@ -6,7 +6,7 @@ text-embedding distribution.
     link.save("checkpoints/dlink"); link = DiffusionLink.load("checkpoints/dlink")
 
 Reading order: `SDEditConfig` / `SDEditBridge`, the mechanism Diffusion-Link shares with Diffusion
-Bridge (a denoiser over the diffusion process of `dlink.diffusion`, applied to audio by SDEdit from
+Bridge (a denoiser over the diffusion process of `dlink.bridges.diffusion`, applied to audio by SDEdit from
 step k* with S DDIM steps); then `DiffusionLinkConfig` and `DiffusionLink`: the three training
 terms. Design choices are RECONSTRUCTION unless METHOD.md says the paper states them.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dlink.bridge import DenoiserBridge, DenoiserConfig, check_config, is_int, is_number
-from dlink.diffusion import SCHEDULES, GaussianDiffusion, denoise, topology_loss, x0_loss
+from dlink.bridges.base import DenoiserBridge, DenoiserConfig, check_config, is_int, is_number
+from dlink.bridges.diffusion import SCHEDULES, GaussianDiffusion, denoise, topology_loss, x0_loss
 
 
 @dataclass
@@ -72,7 +72,7 @@ class SDEditBridge(DenoiserBridge):
     """A denoiser over `GaussianDiffusion`, applied to audio by seeded SDEdit. Subclasses give the losses."""
 
     config_cls = SDEditConfig
-    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "diffusion_link")
+    cache_modules = DenoiserBridge.cache_modules + ("bridges/diffusion", "bridges/diffusion_link")
 
     @classmethod
     def inference_grid(cls, profile) -> list[dict]:

@@ -2,7 +2,7 @@
 
 A bridge maps audio embeddings (M, D) into the text-embedding distribution:
 
-    bridge = make_bridge("diffusion_link", epochs=20)      # dlink.baselines; or DiffusionLink(...)
+    bridge = make_bridge("diffusion_link", epochs=20)      # dlink.bridges.baselines; or DiffusionLink(...)
     bridge.fit(audio, text, val=(audio_val, text_val))     # paired (N, D) embeddings
     bridged = bridge.transform(audio_test)                 # (M, D) float32, L2-normalised, finite
     bridge.save("checkpoints/x"); Bridge.load("checkpoints/x")
@@ -16,8 +16,8 @@ Reading order:
 - `EmbeddingSpace`: embedding sphere <-> the space the denoiser works in (centring, scaling);
 - `fit_loop`: one training loop (shuffled batches, gradient clipping, EMA, validation loss,
   early stopping, history, a clear error on a non-finite loss);
-- `DenoiserBridge`: a bridge built on `dlink.denoiser.ResidualMLPDenoiser` and `fit_loop`. Its
-  subclasses (`dlink.diffusion_link.DiffusionLink`, the learned baselines in `dlink.baselines`) say
+- `DenoiserBridge`: a bridge built on `dlink.bridges.denoiser.ResidualMLPDenoiser` and `fit_loop`. Its
+  subclasses (`dlink.bridges.diffusion_link.DiffusionLink`, the learned baselines in `dlink.bridges.baselines`) say
   only which network they build, which losses they train and how they bridge.
 """
 
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from dlink import _io
 from dlink.arrays import as_embeddings, normalize_rows
-from dlink.denoiser import ResidualMLPDenoiser
+from dlink.bridges.denoiser import ResidualMLPDenoiser
 from dlink.device import resolve_device
 
 CENTRES = ("none", "text", "modality")
@@ -244,9 +244,9 @@ class Bridge:
     # True: trained by `fit_loop` with the profile's training settings (TrainConfig fields);
     # False: fitted in closed form, so a profile has nothing to set for it
     learned: ClassVar[bool] = False
-    # dlink modules (file stems) whose source decides what a fit produces: a cached fit made by other
-    # source is not reused (dlink.experiment's cache keys hash them)
-    cache_modules: ClassVar[tuple[str, ...]] = ("arrays", "bridge")
+    # dlink modules (paths below dlink/ without .py) whose source decides what a fit produces: a
+    # cached fit made by other source is not reused (dlink.experiment's cache keys hash them)
+    cache_modules: ClassVar[tuple[str, ...]] = ("arrays", "bridges/base")
 
     @classmethod
     def inference_grid(cls, profile) -> list[dict]:
@@ -308,7 +308,7 @@ class Bridge:
         name = meta["bridge"]
         if name not in BRIDGES:
             raise ValueError(
-                f"{folder}/config.json names bridge {name!r}; known: {sorted(BRIDGES)} (import dlink.baselines)"
+                f"{folder}/config.json names bridge {name!r}; known: {sorted(BRIDGES)} (import dlink.bridges.baselines)"
             )
         sub = BRIDGES[name]
         if not issubclass(sub, cls):
@@ -608,7 +608,7 @@ class DenoiserBridge(Bridge):
     """
 
     learned = True
-    cache_modules = Bridge.cache_modules + ("denoiser",)
+    cache_modules = Bridge.cache_modules + ("bridges/denoiser",)
 
     def __init__(self, **config):
         super().__init__(**config)

@@ -46,7 +46,7 @@ import numpy as np
 
 from dlink import paths
 from dlink.cache import file_sha256
-from dlink.encoder_base import Encoder, fit_length
+from dlink.encoders.base import Encoder, fit_length
 
 SAMPLE_RATE = 48000
 # the audio tower of the 630k-audioset-best.pt checkpoint, the paper's encoder; the one default of it

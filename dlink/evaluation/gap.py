@@ -1,7 +1,7 @@
 """Modality-gap metrics: how far apart audio and text embeddings sit, and whether meaning survives.
 
 `gap_report(audio, text)` returns one flat dict of floats with the same keys on every call, so
-rows from many methods and seeds stack into a table (`dlink.tables.write_table`). Keys:
+rows from many methods and seeds stack into a table (`dlink.evaluation.tables.write_table`). Keys:
 
 similarity (higher is better)
   paired_cos_mean, paired_cos_std   mean / std of cos(a_i, t_i) over pairs (paired only)
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlink.arrays import as_embeddings, normalize_rows
-from dlink.stats import draws, interval, seed_t_interval, weights
+from dlink.evaluation.stats import draws, interval, seed_t_interval, weights
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class GapMetric:
     """What the tables know of one gap column.
 
     direction: "higher" / "lower" is better, a number (closest to that target is best) or None (not
-    ranked), in the form dlink.tables.write_table takes.
+    ranked), in the form dlink.evaluation.tables.write_table takes.
     interval: how `gap_intervals` resamples the column, None for no interval: "item" (per-item values
     averaged over the drawn items), "set" (recomputed on each replicate's drawn items) or "seed"
     (seeds as the unit).
@@ -135,7 +135,7 @@ class _IntervalColumns(Sequence):
         return repr(self._columns())
 
 
-# Direction of "better" for each gap_report key (dlink.tables.write_table ranks by it).
+# Direction of "better" for each gap_report key (dlink.evaluation.tables.write_table ranks by it).
 GAP_DIRECTIONS: Mapping[str, str | float | None] = _Directions()
 # gap_intervals' columns; how each is resampled is its GapMetric.interval.
 INTERVAL_COLUMNS: Sequence[str] = _IntervalColumns()
@@ -547,7 +547,7 @@ def gap_intervals(
     seed of each entry, separability's fold seed as in gap_report(seed=...) (default 0, 1, ...).
     columns: a subset of INTERVAL_COLUMNS (each resampled as its GAP_METRICS entry's `interval` says).
 
-    A replicate draws seeds and items with replacement (dlink.stats.draws; one draw shared by every
+    A replicate draws seeds and items with replacement (dlink.evaluation.stats.draws; one draw shared by every
     method, so differences are paired) and averages over the drawn seeds:
     - per-item columns (`item_scores`: paired cosine, kNN mixing, R@1, R@10, label-set AP) average the
       drawn items' values, computed once on all N items (a query ranked against the full gallery);
@@ -555,7 +555,7 @@ def gap_intervals(
       (u, u) SVD each) are recomputed on the drawn items; both are biased upwards under resampling,
       so their percentile intervals are shifted by the bootstrap's bias (mean of replicates - estimate);
     - separability (a cross-validated classifier fit) is too slow per replicate: its interval takes
-      seeds as the unit (dlink.stats.seed_t_interval; NaN with one seed) and covers no item sampling.
+      seeds as the unit (dlink.evaluation.stats.seed_t_interval; NaN with one seed) and covers no item sampling.
     Returns one dict per method: n_seeds, n_items, and for each column its value (mean over seeds on
     all items), _lo, _hi, and d_<column> = method - versus with _lo, _hi.
     """

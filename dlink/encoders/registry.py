@@ -1,9 +1,9 @@
 """Audio-text encoders by name, and whole splits embedded through a content-keyed cache.
 
-Two encoders implement `dlink.encoder_base.Encoder`:
+Two encoders implement `dlink.encoders.base.Encoder`:
 
-- ``"laion-clap"`` (`dlink.laion`): the paper's encoder; needs the user's checkpoint file.
-- ``"embedded"`` (`dlink.embedded_clap`): a small CLAP we train offline on the embedded data set
+- ``"laion-clap"`` (`dlink.encoders.laion`): the paper's encoder; needs the user's checkpoint file.
+- ``"embedded"`` (`dlink.encoders.embedded_clap`): a small CLAP we train offline on the embedded data set
   (frozen pretrained towers + contrastive projection heads).
 
 `embed_split` embeds a whole split (audio + every caption) and caches the result on disk under
@@ -20,7 +20,7 @@ import numpy as np
 
 from dlink.cache import cached, content_key
 from dlink.device import resolve_device
-from dlink.encoder_base import Encoder, fit_length, l2_normalize, validate_texts  # noqa: F401 (public here too)
+from dlink.encoders.base import Encoder, fit_length, l2_normalize, validate_texts  # noqa: F401 (public here too)
 
 ENCODERS = ("embedded", "laion-clap")
 
@@ -32,20 +32,20 @@ def load_encoder(
 
     - ``"embedded"``: `checkpoint` = folder written by `train_embedded_clap` (config.json + model.safetensors).
     - ``"laion-clap"``: `checkpoint` = a LAION-CLAP `.pt`/`.ckpt`/`.safetensors` file; extra kwargs
-      (`amodel`, `tmodel`, `enable_fusion`, `tokenizer`, `download`) go to `dlink.laion.LaionClap`.
+      (`amodel`, `tmodel`, `enable_fusion`, `tokenizer`, `download`) go to `dlink.encoders.laion.LaionClap`.
     """
     device = resolve_device(device)  # "gpu0" fails here, naming the argument, not deep in torch
     if name == "embedded":
-        from dlink.embedded_clap import EmbeddedClap
+        from dlink.encoders.embedded_clap import EmbeddedClap
 
         if checkpoint is None:
             raise ValueError(
                 "load_encoder('embedded') needs checkpoint=<folder from train_embedded_clap>; "
-                "train one with dlink.embedded_clap.train_embedded_clap(train_df, val_df, out=folder)"
+                "train one with dlink.encoders.embedded_clap.train_embedded_clap(train_df, val_df, out=folder)"
             )
         return EmbeddedClap.load(checkpoint, device=device, **kwargs)
     if name == "laion-clap":
-        from dlink.laion import LaionClap
+        from dlink.encoders.laion import LaionClap
 
         return LaionClap(checkpoint=checkpoint, device=device, **kwargs)
     raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")

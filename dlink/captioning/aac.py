@@ -6,8 +6,8 @@ verbs: `embeddings`, `fit_bridge`, `bridged`, `fit_captioner`, `caption_rows`), 
 
 Zero-shot: `caption_pairs(text_emb, captions)` -> `train_captioner` on TEXT embeddings, then
 `evaluate` on audio embeddings (raw, or `bridge.transform(audio)` for each bridge).
-Supervised: the same with AUDIO embeddings as training inputs. Bridges come from dlink.bridge /
-dlink.baselines (`fit(audio, text)` / `transform(audio)`); nothing here knows about them.
+Supervised: the same with AUDIO embeddings as training inputs. Bridges come from dlink.bridges.base /
+dlink.bridges.baselines (`fit(audio, text)` / `transform(audio)`); nothing here knows about them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from ._io import atomic_write_text, write_csv_gz
-from .captioner import CaptionerConfig, PrefixCaptioner
-from .metrics import caption_metrics
-from .stats import bootstrap_ci, paired_difference, paired_relative_gain
+from dlink import paths
+from dlink._io import atomic_write_text, write_csv_gz
+from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
+from dlink.evaluation.metrics import caption_metrics
+from dlink.evaluation.stats import bootstrap_ci, paired_difference, paired_relative_gain
 
 SUMMARY_METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 
@@ -132,7 +132,7 @@ def summarize(
     for every method of a decoder that has a `base` row the relative CIDEr-D gain over it (gain,
     gain_lo, gain_hi); and for every method of a decoder that has a `versus` row its CIDEr-D minus
     that row's (d_CIDEr-D, d_CIDEr-D_lo, d_CIDEr-D_hi, and d_CIDEr-D_resolved: the interval excludes 0). All
-    intervals resample seeds and items (dlink.stats), with the same draws for every row, so the
+    intervals resample seeds and items (dlink.evaluation.stats), with the same draws for every row, so the
     gains and differences are paired.
     """
     groups: dict[tuple, list[dict]] = {}

@@ -7,9 +7,9 @@
     mlp_regression     audio -> text with MSE, the denoiser's network with the timestep fixed at 0
     diffusion_bridge   text-only diffusion prior + SDEdit (Diffusion-Link with cross & topo off)
     conditional_prior  noise -> text embedding conditioned on audio (DiffGAP / DALL-E 2 prior style)
-    diffusion_link     the method (dlink.diffusion_link.DiffusionLink)
+    diffusion_link     the method (dlink.bridges.diffusion_link.DiffusionLink)
 
-`make_bridge(name, **config)` builds any of them; `BRIDGES` (dlink.bridge's registry) maps names
+`make_bridge(name, **config)` builds any of them; `BRIDGES` (dlink.bridges.base's registry) maps names
 to classes. Every `.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
 Each class declares what the experiment reads: `learned`, `cache_modules`, `inference_grid(profile)`.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlink.bridge import (
+from dlink.bridges.base import (
     BRIDGES,
     Bridge,
     DenoiserBridge,
@@ -36,8 +36,8 @@ from dlink.bridge import (
     to_output,
     unit_rows,
 )
-from dlink.diffusion import GaussianDiffusion, denoise, x0_loss
-from dlink.diffusion_link import DiffusionConfig, DiffusionLink, SDEditBridge, SDEditConfig  # noqa: F401
+from dlink.bridges.diffusion import GaussianDiffusion, denoise, x0_loss
+from dlink.bridges.diffusion_link import DiffusionConfig, DiffusionLink, SDEditBridge, SDEditConfig  # noqa: F401
 
 # --------------------------------------------------------------------------- closed-form
 
@@ -51,7 +51,7 @@ class Identity(Bridge):
     """The raw audio embedding, L2-normalised: the no-bridge row of every table."""
 
     name, config_cls = "identity", IdentityConfig
-    cache_modules = Bridge.cache_modules + ("baselines",)
+    cache_modules = Bridge.cache_modules + ("bridges/baselines",)
 
     def fit(self, audio, text, val=None, device=None):
         self.dim = as_pair(audio, text)[0].shape[1]
@@ -77,7 +77,7 @@ class MeanShift(Bridge):
     """e -> normalize(e - mean(audio_train) + mean(text_train)) (C3 / WSAC embedding shift)."""
 
     name, config_cls = "mean_shift", MeanShiftConfig
-    cache_modules = Bridge.cache_modules + ("baselines",)
+    cache_modules = Bridge.cache_modules + ("bridges/baselines",)
 
     def fit(self, audio, text, val=None, device=None):
         a, t = as_pair(audio, text)
@@ -127,7 +127,7 @@ class Projection(Bridge):
     (DRCap / WSAC; the retrieved captions themselves are not used). Output lies in their span."""
 
     name, config_cls = "projection", ProjectionConfig
-    cache_modules = Bridge.cache_modules + ("baselines",)
+    cache_modules = Bridge.cache_modules + ("bridges/baselines",)
 
     @classmethod
     def inference_grid(cls, profile) -> list[dict]:
@@ -194,7 +194,7 @@ class Ridge(Bridge):
     learned map, and the reference every learned bridge must beat. Lambda chosen on validation."""
 
     name, config_cls = "ridge", RidgeConfig
-    cache_modules = Bridge.cache_modules + ("baselines",)  # lambda is chosen inside `fit`
+    cache_modules = Bridge.cache_modules + ("bridges/baselines",)  # lambda is chosen inside `fit`
 
     @staticmethod
     def _solve(a, t, lam):
@@ -257,7 +257,7 @@ class MLPRegression(DenoiserBridge):
     training loop as Diffusion-Link, no diffusion. Answers "is diffusion needed at all?"."""
 
     name, config_cls = "mlp_regression", MLPRegressionConfig
-    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "baselines")
+    cache_modules = DenoiserBridge.cache_modules + ("bridges/diffusion", "bridges/baselines")
 
     def _losses(self, net, a, t, gen):
         return {"mse": x0_loss(net(a, torch.zeros(1, dtype=torch.long, device=a.device)), t)}
@@ -278,7 +278,7 @@ class DiffusionBridge(SDEditBridge):
     `fit` uses the audio only for its centring mean (centre="modality") and ignores the pairing."""
 
     name, config_cls = "diffusion_bridge", DiffusionBridgeConfig
-    cache_modules = SDEditBridge.cache_modules + ("baselines",)  # SDEditBridge's grid
+    cache_modules = SDEditBridge.cache_modules + ("bridges/baselines",)  # SDEditBridge's grid
 
     def _losses(self, net, a, t, gen):
         return {"prior": x0_loss(denoise(lambda x, k: net(x, k), self.diffusion, t, gen), t)}
@@ -312,7 +312,7 @@ class ConditionalPrior(DenoiserBridge):
     pure noise (DiffGAP / DALL-E 2 prior style)."""
 
     name, config_cls = "conditional_prior", ConditionalPriorConfig
-    cache_modules = DenoiserBridge.cache_modules + ("diffusion", "baselines")
+    cache_modules = DenoiserBridge.cache_modules + ("bridges/diffusion", "bridges/baselines")
 
     @classmethod
     def inference_grid(cls, profile) -> list[dict]:
@@ -342,7 +342,7 @@ class ConditionalPrior(DenoiserBridge):
         )
 
 
-# BRIDGES (dlink.bridge's one registry) is in definition order; the method is defined first (its
+# BRIDGES (dlink.bridges.base's one registry) is in definition order; the method is defined first (its
 # module is imported above), so move it last: the floor first, the method last is every table's order.
 BRIDGES["diffusion_link"] = BRIDGES.pop("diffusion_link")
 

@@ -169,7 +169,7 @@ class GaussianDiffusion:
 
 
 # --------------------------------------------------------------------------- training losses
-# x0-prediction losses, written once for every diffusion bridge (dlink.diffusion_link, dlink.baselines).
+# x0-prediction losses, written once for every diffusion bridge (dlink.bridges.diffusion_link, dlink.bridges.baselines).
 
 
 def denoise(

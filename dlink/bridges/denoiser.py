@@ -1,6 +1,6 @@
 """The denoiser network: a residual MLP over embedding vectors, conditioned on the timestep.
 
-It knows nothing about schedules or losses (those are `dlink.diffusion`), nor about which bridge
+It knows nothing about schedules or losses (those are `dlink.bridges.diffusion`), nor about which bridge
 uses it: Diffusion-Link, Diffusion Bridge, the conditional prior and the MLP regression baseline all
 build this one network, so they differ only in what they train it to do.
 """

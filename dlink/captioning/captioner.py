@@ -4,7 +4,7 @@ One interface, two decoders (`CaptionerConfig.lm`):
 - "scratch": a small GPT-2-style transformer trained FROM SCRATCH on the training captions, with a
   word vocabulary built from them (the WSAC recipe; fits a 2-core CPU). Everything trains.
 - a pretrained causal LM ("smollm2-135m", "tiny-random", any transformers hub name or local folder;
-  see `dlink.lm`): FROZEN, only the projector learns (and LoRA on the attention projections when
+  see `dlink.captioning.lm`): FROZEN, only the projector learns (and LoRA on the attention projections when
   `lora=True`, found per architecture or named by `lora_targets`). The paper's kind. It runs in
   `lm_dtype`; the trainable parts keep float32 weights whatever that dtype is.
 
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_write_bytes, load_checkpoint, save_checkpoint
-from .arrays import as_embeddings
-from .device import resolve_device
-from .lm import LM_DTYPES, load_lm, lora_target_modules
+from dlink._io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from dlink.arrays import as_embeddings
+from dlink.captioning.lm import LM_DTYPES, load_lm, lora_target_modules
+from dlink.device import resolve_device
 
 _FORMAT = "dlink.PrefixCaptioner/2"
 _STATE_FORMAT = "dlink.PrefixCaptioner.training/1"
@@ -43,7 +43,9 @@ SCRATCH = "scratch"
 
 @dataclass
 class CaptionerConfig:
-    lm: str = SCRATCH  # "scratch" (trained from scratch) or a pretrained LM name (dlink.lm.OFFLINE_LMS)
+    lm: str = (
+        SCRATCH  # "scratch" (trained from scratch) or a pretrained LM name (dlink.captioning.lm.OFFLINE_LMS)
+    )
     prefix_len: int = 4  # k prefix vectors in the decoder's input space
     projector_hidden: int = 512
     prompt: str = "Sound description:"  # pretrained LMs only; the scratch decoder has no prompt
@@ -68,7 +70,7 @@ class CaptionerConfig:
     lora: bool = False  # pretrained LMs only
     lora_r: int = 8
     lora_alpha: int = 16
-    # module names LoRA adapts (e.g. ["q_proj", "v_proj"]); None = found per architecture (dlink.lm)
+    # module names LoRA adapts (e.g. ["q_proj", "v_proj"]); None = found per architecture (dlink.captioning.lm)
     lora_targets: tuple[str, ...] | None = None
     lr: float = 2e-3
     weight_decay: float = 0.01

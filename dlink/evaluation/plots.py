@@ -110,7 +110,7 @@ def save_figure(
 def plot_gains(summary: list[dict], title: str = "", decoder: str = "generative"):
     """A forest plot of each row's relative CIDEr-D gain over no bridge with its 95 % interval.
 
-    summary: `dlink.aac.summarize` rows (keys decoder, method, gain, gain_lo, gain_hi); rows of other
+    summary: `dlink.captioning.aac.summarize` rows (keys decoder, method, gain, gain_lo, gain_hi); rows of other
     decoders and rows without a gain are left out; Diffusion-Link is drawn in its own colour. The text
     oracle's gain is far off the scale of the bridges', so it is written in the title instead of drawn.
     With no gain to draw, the figure says so. Returns the figure (6.5 in wide: legible at notebook and README width)."""

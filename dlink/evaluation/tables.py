@@ -18,7 +18,7 @@ import pandas as pd
 
 from dlink import paths
 from dlink._io import atomic_write_text, path_under
-from dlink.gap import GAP_DIRECTIONS, INTERVAL_COLUMNS
+from dlink.evaluation.gap import GAP_DIRECTIONS, INTERVAL_COLUMNS
 
 __all__ = ["GAP_DIRECTIONS", "write_table"]
 
@@ -263,7 +263,7 @@ def _markdown(groups, by, metrics, dirs, decimals: int, skip: set[int]) -> str:
 def write_intervals(
     rows: list[dict], stem: str | os.PathLike, versus: str, decimals: int = 3
 ) -> tuple[Path, Path]:
-    """Write `dlink.gap.gap_intervals` rows as stem.csv and stem.md; return (csv_path, md_path).
+    """Write `dlink.evaluation.gap.gap_intervals` rows as stem.csv and stem.md; return (csv_path, md_path).
 
     The markdown shows, for every gap column the rows hold, each method's value with its 95 % interval
     and its difference to `versus` with the paired interval; a difference whose interval excludes 0
@@ -276,7 +276,7 @@ def write_intervals(
     if "method" not in rows[0] or not cols or any(f"d_{c}" not in rows[0] for c in cols):
         raise ValueError(
             f"rows lack method, a column of {INTERVAL_COLUMNS} or its d_ difference: "
-            "pass the output of dlink.gap.gap_intervals"
+            "pass the output of dlink.evaluation.gap.gap_intervals"
         )
     csv_path = atomic_write_text(_out_path(stem, ".csv"), pd.DataFrame(rows).to_csv(index=False))
 

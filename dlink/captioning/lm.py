@@ -20,8 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import paths
-from .device import resolve_device
+from dlink import paths
+from dlink.device import resolve_device
 
 OFFLINE_LMS = ("smollm2-135m", "tiny-random")
 LM_DTYPES = ("float32", "bfloat16", "float16", "model")

@@ -16,7 +16,7 @@ Towers (frozen, loaded from installed packages only, never from a user path):
   std and mean |delta| over time -> 192-d.
 Clips longer than 10 s are cropped from the start; shorter ones keep their length.
 
-    python -m dlink.embedded_clap --size default --seed 0   # trains both, writes results/embedded_clap.json
+    python -m dlink.encoders.embedded_clap --size default --seed 0   # trains both, writes results/embedded_clap.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from dlink import paths
 from dlink._io import load_checkpoint, save_checkpoint, write_json
 from dlink.cache import cached, content_key, file_sha256
-from dlink.encoder_base import Encoder
+from dlink.encoders.base import Encoder
 
 MAX_SECONDS = 10.0
 TOWERS = ("aisfx", "logmel")
@@ -431,7 +431,7 @@ class EmbeddedClap(Encoder):
             return _project(self.module, t=torch.from_numpy(text_features(texts)).float())[0].numpy()
 
     def embed_split_fast(self, df, progress: bool = True) -> dict[str, np.ndarray]:
-        """Like `encoders.embed_split`, reusing the cached frozen-tower features."""
+        """Like `registry.embed_split`, reusing the cached frozen-tower features."""
         import torch
 
         a, t = _split_features(df, self.cfg.audio_tower, progress)
@@ -445,7 +445,7 @@ class EmbeddedClap(Encoder):
 def score_encoder(encoder: EmbeddedClap, df) -> dict:
     """A split's audio->text R@1/5/10 (a hit: any of the clip's C captions; `gap.retrieval_recall`),
     their chance levels, N and the gap criteria of `gap.gap_report` (audio vs each clip's first caption)."""
-    from dlink.gap import gap_report, retrieval_recall
+    from dlink.evaluation.gap import gap_report, retrieval_recall
 
     emb = encoder.embed_split_fast(df, progress=False)
     n, c = emb["text"].shape[:2]
@@ -465,7 +465,7 @@ def main(argv=None) -> int:
     from dlink._io import read_json
 
     p = argparse.ArgumentParser(
-        prog="python -m dlink.embedded_clap",
+        prog="python -m dlink.encoders.embedded_clap",
         description=__doc__.split("\n")[0] + " Trains the heads on the embedded dataset and scores them "
         "on its test split (results/embedded_clap.json).",
     )

@@ -1,8 +1,8 @@
 """The Encoder interface: what every audio-text encoder provides, and the helpers they share.
 
 An `Encoder` turns audio (file paths or 1-D waveforms) and captions into embeddings in a shared
-space: `(N, D) float32`, L2-normalised. Implementations: `dlink.laion.LaionClap` (the paper's
-encoder) and `dlink.embedded_clap.EmbeddedClap` (a small CLAP trained offline); `dlink.encoders`
+space: `(N, D) float32`, L2-normalised. Implementations: `dlink.encoders.laion.LaionClap` (the paper's
+encoder) and `dlink.encoders.embedded_clap.EmbeddedClap` (a small CLAP trained offline); `dlink.encoders.registry`
 builds one by name (`load_encoder`) and embeds whole splits (`embed_split`).
 """
 
