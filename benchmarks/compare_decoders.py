@@ -148,29 +148,29 @@ def main(argv=None) -> int:
     import torch
 
     import dlink
-    from dlink import experiment as X
+    from dlink import experiment
     from dlink._io import atomic_write_text, write_json
     from dlink.captioning.aac import caption_pairs, evaluate, subsample
     from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    P = dlink.resolve_params(profile="default", device=args.device)
-    frame = X.splits(P)
-    idx, refs = X.eval_subset(P, frame["val"])
-    default_epochs = P.profile.captioner_epochs
-    seeds = list(P.seeds[: args.seeds or P.caption_seeds])
-    results, figures = X.results_dir(P), X.figures_dir(P)
+    params = dlink.resolve_params(profile="default", device=args.device)
+    frame = experiment.splits(params)
+    idx, refs = experiment.eval_subset(params, frame["val"])
+    default_epochs = params.profile.captioner_epochs
+    seeds = list(params.seeds[: args.seeds or params.caption_seeds])
+    results, figures = experiment.results_dir(params), experiment.figures_dir(params)
     EpochScored = _scored_captioner()
 
     def data(seed):
-        emb = X.embeddings(P, seed=seed)
+        emb = experiment.embeddings(params, seed=seed)
         Xfit, caps = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
         Xval, cval = caption_pairs(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
         inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
         return Xfit, caps, (Xval, cval), inputs
 
-    out = {"validation_scenes": len(idx), "default_epochs": default_epochs, "beams": P.profile.beams,
+    out = {"validation_scenes": len(idx), "default_epochs": default_epochs, "beams": params.profile.beams,
            "threads": torch.get_num_threads(), "curve": {}, "decoders": []}  # fmt: skip
     histories = {}  # arm -> (history, batch size, captions)
 
@@ -233,8 +233,8 @@ def main(argv=None) -> int:
     for seed in seeds:
         Xfit, caps, val, inputs = data(seed)
         t0 = time.perf_counter()
-        cap = EpochScored(CaptionerConfig(beams=P.profile.beams, epochs=args.curve_epochs, seed=seed),
-                          P.device, inputs, refs)  # fmt: skip
+        cap = EpochScored(CaptionerConfig(beams=params.profile.beams, epochs=args.curve_epochs, seed=seed),
+                          params.device, inputs, refs)  # fmt: skip
         cap.fit(Xfit, caps, val=val, progress=False)
         out["curve"][seed] = cap.curve
         print(json.dumps({"seed": seed, "s": round(time.perf_counter() - t0, 1),
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
         )
         write()
 
-    Xfit, caps, val, inputs = data(P.seeds[0])
+    Xfit, caps, val, inputs = data(params.seeds[0])
     small = subsample(len(caps), args.llm_captions, seed=0)
     runs = [
         ("scratch, all fit captions", dict(lm="scratch", epochs=default_epochs), np.arange(len(caps))),
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         try:
             cap = PrefixCaptioner(
-                CaptionerConfig(beams=P.profile.beams, seed=P.seeds[0], **cfg), device=P.device
+                CaptionerConfig(beams=params.profile.beams, seed=params.seeds[0], **cfg), device=params.device
             )
             cap.fit(Xfit[sub], [caps[i] for i in sub], val=val, progress=False)
         except (RuntimeError, ValueError, OSError) as e:  # e.g. an LM that will not load or train here
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
         scores = {k: evaluate(cap, v, refs) for k, v in inputs.items()}
         rec = {
             "decoder": name,
-            "seed": P.seeds[0],
+            "seed": params.seeds[0],
             "epochs": cap.config.epochs,
             "train_captions": int(len(sub)),
             "fit_s": round(fit_s, 1),

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     import torch
 
     import dlink
-    from dlink import experiment as X
+    from dlink import experiment
     from dlink._io import atomic_write_text, write_json
     from dlink.captioning.aac import caption_pairs
     from dlink.captioning.captioner import CaptionerConfig
@@ -83,21 +83,23 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    P = dlink.resolve_params(profile=args.profile)
-    lm = args.lm or P.profile.lm
-    seed = P.seeds[0]
-    frame = X.splits(P)
-    emb = X.embeddings(P, seed=seed)
+    params = dlink.resolve_params(profile=args.profile)
+    lm = args.lm or params.profile.lm
+    seed = params.seeds[0]
+    frame = experiment.splits(params)
+    emb = experiment.embeddings(params, seed=seed)
     Xfit, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
     Xval, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
-    idx, refs = X.eval_subset(P, frame["val"])
+    idx, refs = experiment.eval_subset(params, frame["val"])
     inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
-    results, figures = X.results_dir(P), X.figures_dir(P)
+    results, figures = experiment.results_dir(params), experiment.figures_dir(params)
     batch = {"batch_size": args.batch_size} if args.batch_size else {}
-    cfg = CaptionerConfig(lm=lm, epochs=args.epochs, beams=P.profile.beams, seed=seed, **batch | overrides)
-    cap = compare._scored_captioner()(cfg, P.device, inputs, refs)
-    out = {"lm": lm, "profile": P.profile.name, "profile_epochs": P.profile.captioner_epochs,
-           "epochs": args.epochs, "batch_size": cfg.batch_size, "seed": seed, "beams": P.profile.beams, "train_captions": len(caps_fit),
+    cfg = CaptionerConfig(
+        lm=lm, epochs=args.epochs, beams=params.profile.beams, seed=seed, **batch | overrides
+    )
+    cap = compare._scored_captioner()(cfg, params.device, inputs, refs)
+    out = {"lm": lm, "profile": params.profile.name, "profile_epochs": params.profile.captioner_epochs,
+           "epochs": args.epochs, "batch_size": cfg.batch_size, "seed": seed, "beams": params.profile.beams, "train_captions": len(caps_fit),
            "validation_scenes": len(idx), "threads": torch.get_num_threads(), "overrides": overrides, "curve": []}  # fmt: skip
     t0 = time.perf_counter()
 
@@ -109,9 +111,9 @@ def main(argv=None) -> int:
             f"{lm} prefix captioner ({', '.join(f'{k}={v}' for k, v in overrides.items()) or 'frozen LM'}), one {args.epochs}-epoch run on {len(caps_fit)} fit captions, "
             f"{cfg.batch_size} per step "
             f"(seed {seed}, {out['threads']} threads, {out['s'] / 60:.0f} min so far), scored after each epoch "
-            f"on all {len(idx)} validation scenes (CIDEr-D against captions 2-5, beam {P.profile.beams}). "
-            f"Epoch e is a checkpoint of the {args.epochs}-epoch schedule; the {P.profile.name} profile trains "
-            f"{P.profile.captioner_epochs} epochs on its own schedule.",
+            f"on all {len(idx)} validation scenes (CIDEr-D against captions 2-5, beam {params.profile.beams}). "
+            f"Epoch e is a checkpoint of the {args.epochs}-epoch schedule; the {params.profile.name} profile trains "
+            f"{params.profile.captioner_epochs} epochs on its own schedule.",
             "",
             "| epoch | val loss (nats / token) | oracle CIDEr-D | no bridge CIDEr-D | distinct (oracle) |",
             "| ---: | ---: | ---: | ---: | ---: |",
@@ -127,7 +129,10 @@ def main(argv=None) -> int:
         for name, color in zip(compare.INPUTS, ("tab:blue", "tab:orange"), strict=True):
             a1.plot(ep, [r[name] for r in curve], "o-", color=color, label=name)
         a1.axvline(
-            P.profile.captioner_epochs, color="grey", ls=":", label=f"the {P.profile.name} profile's epochs"
+            params.profile.captioner_epochs,
+            color="grey",
+            ls=":",
+            label=f"the {params.profile.name} profile's epochs",
         )
         a1.set(
             xlabel=f"epoch of the {args.epochs}-epoch run",

@@ -12,14 +12,14 @@ import sys
 import pandas as pd
 
 import dlink
-from dlink import experiment as X
+from dlink import experiment
 from dlink.bridges.baselines import make_bridge
 from dlink.evaluation.gap import gap_report
 
 
 def main(out="data/inference_selection.csv"):
-    P = dlink.resolve_params(profile="default")
-    emb = X.embeddings(P)
+    params = dlink.resolve_params(profile="default")
+    emb = experiment.embeddings(params)
     val, rows = emb["val"], []
 
     def report(name, bridged):
@@ -29,11 +29,13 @@ def main(out="data/inference_selection.csv"):
         print(rows[-1], flush=True)
 
     report("raw", val["audio"])
-    ridge = make_bridge("ridge").fit(*X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]))
+    ridge = make_bridge("ridge").fit(
+        *experiment.bridge_pairs(emb["fit"]), val=experiment.bridge_pairs(emb["val"])
+    )
     report(f"ridge lam={float(ridge.lam)}", ridge.transform(val["audio"]))
     for centre in ("none", "modality"):
         link = make_bridge("diffusion_link", epochs=20, patience=3, centre=centre, progress=False)
-        link.fit(*X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]))
+        link.fit(*experiment.bridge_pairs(emb["fit"]), val=experiment.bridge_pairs(emb["val"]))
         for noise in (False, True):
             for k in (100, 300, 500, 700):
                 for s in (1, 5):

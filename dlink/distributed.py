@@ -318,11 +318,11 @@ def _extract(args, rank: int, world: int, device: str) -> None:
     from dlink.encoders.registry import load_encoder
     from dlink.profiles import resolve_params
 
-    P = resolve_params(profile="smoke", dataset=args.dataset, encoder="laion-clap", clap_ckpt=args.clap_ckpt,
+    params = resolve_params(profile="smoke", dataset=args.dataset, encoder="laion-clap", clap_ckpt=args.clap_ckpt,
                        data_root=args.data_root, clap_tokenizer=args.clap_tokenizer,
                        clap_amodel=args.clap_amodel, clap_fusion=args.clap_fusion)  # fmt: skip
-    frames = experiment.splits(P)
-    opts = P.encoder_options
+    frames = experiment.splits(params)
+    opts = params.encoder_options
     enc = load_encoder("laion-clap", checkpoint=opts.checkpoint, device=device, **opts.loader_kwargs())
     for split in args.splits.split(","):
         if split not in frames:

@@ -1,7 +1,7 @@
 """The glue the notebooks share: one run's data, encoder, embeddings and bridged embeddings.
 
-Each notebook resolves its parameters into `P` (dlink.profiles) and asks this module for what
-an earlier notebook made; everything is cached under `run_dir(P)`, so notebook 05 reuses the
+Each notebook resolves its parameters into `params` (dlink.profiles) and asks this module for what
+an earlier notebook made; everything is cached under `run_dir(params)`, so notebook 05 reuses the
 bridges notebook 04 fitted instead of fitting them again, and a notebook run alone still works
 (it builds what is missing).
 
@@ -28,30 +28,30 @@ SPLITS = ("train", "val", "test")
 # --------------------------------------------------------------------------- where
 
 
-def results_dir(P) -> Path:
-    """results/ for the canonical default run, results/<P.label>/ for every other run."""
-    return paths.ensure(paths.RESULTS if P.label == "default" else paths.RESULTS / P.label)
+def results_dir(params) -> Path:
+    """results/ for the canonical default run, results/<params.label>/ for every other run."""
+    return paths.ensure(paths.RESULTS if params.label == "default" else paths.RESULTS / params.label)
 
 
-def figures_dir(P) -> Path:
-    """figures/ for the canonical default run, figures/<P.label>/ for every other run."""
-    return paths.ensure(paths.FIGURES if P.label == "default" else paths.FIGURES / P.label)
+def figures_dir(params) -> Path:
+    """figures/ for the canonical default run, figures/<params.label>/ for every other run."""
+    return paths.ensure(paths.FIGURES if params.label == "default" else paths.FIGURES / params.label)
 
 
-def run_key(P) -> str:
+def run_key(params) -> str:
     """Folder name of this run's cached artifacts: which data, which encoder, which profile."""
-    data = P.dataset if P.dataset != "embedded" else f"embedded-{P.profile.dataset_size}"
-    if P.data_root is not None:
-        data += "-" + _short(str(Path(P.data_root).resolve()))
-    if getattr(P, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
-        data += "-" + P.audiocaps_version
-    enc = P.encoder if P.encoder != "embedded" else f"embedded-e{P.profile.clap_epochs}"
-    if P.encoder_options is not None and P.encoder_options.checkpoint is not None:
-        enc += "-" + _short(str(Path(P.encoder_options.checkpoint).resolve()))
-    return f"{data}-{enc}-{P.profile.name}"
+    data = params.dataset if params.dataset != "embedded" else f"embedded-{params.profile.dataset_size}"
+    if params.data_root is not None:
+        data += "-" + _hash8(str(Path(params.data_root).resolve()))
+    if getattr(params, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
+        data += "-" + params.audiocaps_version
+    enc = params.encoder if params.encoder != "embedded" else f"embedded-e{params.profile.clap_epochs}"
+    if params.encoder_options is not None and params.encoder_options.checkpoint is not None:
+        enc += "-" + _hash8(str(Path(params.encoder_options.checkpoint).resolve()))
+    return f"{data}-{enc}-{params.profile.name}"
 
 
-def _short(text: str) -> str:
+def _hash8(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -63,14 +63,14 @@ def _code_hash(*modules: str) -> str:
     return code_hash(*(f"{m}.py" for m in modules))[:8]
 
 
-def run_dir(P) -> Path:
-    return paths.ensure(paths.DATA / "runs" / run_key(P))
+def run_dir(params) -> Path:
+    return paths.ensure(paths.DATA / "runs" / run_key(params))
 
 
 # --------------------------------------------------------------------------- data and encoder
 
 
-def splits(P) -> dict:
+def splits(params) -> dict:
     """{split: DataFrame(id, audio, captions, ...)}; builds the embedded dataset if needed.
 
     Besides train / val / test: "enc", the training scenes the encoder is trained on (the embedded
@@ -79,19 +79,21 @@ def splits(P) -> dict:
     """
     from dlink import data
 
-    if P.dataset == "embedded":
-        data.build_embedded_dataset(P.profile.dataset_size, seed=0)
-        out = {s: data.load_split(s, size=P.profile.dataset_size, seed=0) for s in SPLITS}
+    if params.dataset == "embedded":
+        data.build_embedded_dataset(params.profile.dataset_size, seed=0)
+        out = {s: data.load_split(s, size=params.profile.dataset_size, seed=0) for s in SPLITS}
     else:
-        version = getattr(P, "audiocaps_version", None)
-        share = getattr(P, "max_missing", None)
+        version = getattr(params, "audiocaps_version", None)
+        share = getattr(params, "max_missing", None)
         bound = {} if share is None else {"max_missing": share}
         out = {
-            s: data.load_split(s, dataset=P.dataset, root=P.data_root, audiocaps_version=version, **bound)
+            s: data.load_split(
+                s, dataset=params.dataset, root=params.data_root, audiocaps_version=version, **bound
+            )
             for s in SPLITS
         }
-        _write_skipped(results_dir(P) / f"skipped_audio_{P.dataset}.csv", out)
-    n_enc = _n_encoder_scenes(P, len(out["train"]))
+        _write_skipped(results_dir(params) / f"skipped_audio_{params.dataset}.csv", out)
+    n_enc = _n_encoder_scenes(params, len(out["train"]))
     out["enc"] = out["train"].iloc[:n_enc].reset_index(drop=True)
     out["fit"] = out["train"].iloc[n_enc:].reset_index(drop=True)
     return out
@@ -114,20 +116,20 @@ def _write_skipped(path: Path, split_frames: dict) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def _n_encoder_scenes(P, n_train: int) -> int:
-    if P.encoder != "embedded":  # a pretrained encoder: its training data is not ours to split
+def _n_encoder_scenes(params, n_train: int) -> int:
+    if params.encoder != "embedded":  # a pretrained encoder: its training data is not ours to split
         return 0
-    n = int(round(P.profile.encoder_share * n_train))
+    n = int(round(params.profile.encoder_share * n_train))
     if not 1 <= n < n_train:
         raise ValueError(
-            f"encoder_share={P.profile.encoder_share} leaves no scenes for the encoder or the fits"
+            f"encoder_share={params.profile.encoder_share} leaves no scenes for the encoder or the fits"
         )
     return n
 
 
-def fit_split_table(P) -> str:
+def fit_split_table(params) -> str:
     """Markdown table: which scenes train what in this run."""
-    f = splits(P)
+    f = splits(params)
     enc = f"{len(f['enc'])} train scenes (first part)" if len(f["enc"]) else "pretrained elsewhere"
     rows = [
         ("encoder heads (embedded CLAP)", enc, "val (early stopping)"),
@@ -143,16 +145,16 @@ def fit_split_table(P) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
-def encoder(P, frame: dict | None = None, seed: int = 0):
+def encoder(params, frame: dict | None = None, seed: int = 0):
     """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
-    if P.encoder_options is not None:  # a pretrained encoder (P.device is resolved)
-        return P.encoder_options.encoder(P.device)
+    if params.encoder_options is not None:  # a pretrained encoder (params.device is resolved)
+        return params.encoder_options.encoder(params.device)
     from dlink.encoders import registry as encoders
 
-    frame = frame or splits(P)
+    frame = frame or splits(params)
     folder = (
-        run_dir(P)
+        run_dir(params)
         / "embedded-clap"
         / f"{_code_hash('encoders/embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
     )
@@ -160,20 +162,20 @@ def encoder(P, frame: dict | None = None, seed: int = 0):
         from dlink.encoders.embedded_clap import train_embedded_clap
 
         train_embedded_clap(
-            frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=P.profile.clap_epochs
+            frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=params.profile.clap_epochs
         )
-    return encoders.load_encoder("embedded", checkpoint=folder, device=P.device)
+    return encoders.load_encoder("embedded", checkpoint=folder, device=params.device)
 
 
-def embeddings(P, seed: int = 0) -> dict:
+def embeddings(params, seed: int = 0) -> dict:
     """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised, from seed `seed`'s encoder.
 
     Splits: train, val, test, and "enc" / "fit", the two parts of train (see `splits`).
     """
     from dlink.encoders.registry import embed_split
 
-    frame = splits(P)
-    enc = encoder(P, frame, seed=seed)
+    frame = splits(params)
+    enc = encoder(params, frame, seed=seed)
     # the embedded CLAP reuses the frozen-tower features cached while training its heads
     embed = getattr(enc, "embed_split_fast", None) or (lambda df: embed_split(enc, df))
     out = {s: embed(frame[s]) for s in SPLITS}
@@ -196,59 +198,61 @@ def bridge_pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- bridges
 
 
-def bridge_config(P, name: str, seed: int, **overrides) -> dict:
+def bridge_config(params, name: str, seed: int, **overrides) -> dict:
     """Training settings from the profile for a learned bridge (closed-form ones take none)."""
     from dlink.bridges.baselines import bridge_class
 
     if not bridge_class(name).learned:
         return dict(overrides)
     cfg = dict(
-        epochs=P.profile.bridge_epochs,
-        batch_size=P.profile.bridge_batch_size,
-        patience=P.profile.bridge_patience,
+        epochs=params.profile.bridge_epochs,
+        batch_size=params.profile.bridge_batch_size,
+        patience=params.profile.bridge_patience,
         seed=seed,
     )
     cfg.update(overrides)
     return cfg
 
 
-def _bridge_key(P, name: str, seed: int, **overrides) -> tuple[str, dict]:
+def _bridge_key(params, name: str, seed: int, **overrides) -> tuple[str, dict]:
     from dlink.bridges.baselines import bridge_class
 
-    cfg = bridge_config(P, name, seed, **overrides)
+    cfg = bridge_config(params, name, seed, **overrides)
     code = _code_hash(*bridge_class(name).cache_modules)
-    return f"{name}-{_short(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
+    return f"{name}-{_hash8(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
 
 
-def fit_bridge(P, name: str, emb: dict, seed: int = 0, cache: bool = True, split: str = "fit", **overrides):
+def fit_bridge(
+    params, name: str, emb: dict, seed: int = 0, cache: bool = True, split: str = "fit", **overrides
+):
     """Fit bridge `name` on the pairs of `split` (val pairs for early stopping), cached per config + code.
 
     split: "fit" (the training scenes the encoder did not see) by default.
     """
     from dlink.bridges.baselines import BRIDGES, make_bridge
 
-    key, cfg = _bridge_key(P, name, seed, **overrides)
-    key += "-" + _short(_digest(emb) + split + str(len(emb[split]["audio"])))
-    folder = run_dir(P) / "bridges" / key
+    key, cfg = _bridge_key(params, name, seed, **overrides)
+    key += "-" + _hash8(_digest(emb) + split + str(len(emb[split]["audio"])))
+    folder = run_dir(params) / "bridges" / key
     if cache and (folder / "config.json").is_file():
-        return BRIDGES[name].load(folder, device=P.device)
+        return BRIDGES[name].load(folder, device=params.device)
     bridge = make_bridge(name, **cfg)
-    bridge.fit(*bridge_pairs(emb[split]), val=bridge_pairs(emb["val"]), device=P.device)
+    bridge.fit(*bridge_pairs(emb[split]), val=bridge_pairs(emb["val"]), device=params.device)
     if cache:
         bridge.save(folder)
     return bridge
 
 
-def tuning_grid(P, name: str) -> list[dict]:
+def tuning_grid(params, name: str) -> list[dict]:
     """The inference-time settings of bridge `name` tried on validation, as its class declares them
     (`inference_grid` of the run's profile; training settings are the profile's, shared by every
     learned bridge). [{}] for bridges with nothing to choose."""
     from dlink.bridges.baselines import bridge_class
 
-    return bridge_class(name).inference_grid(P.profile)
+    return bridge_class(name).inference_grid(params.profile)
 
 
-def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
+def tune(params, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
     """Choose bridge `name`'s inference settings on the validation split, one rule for every bridge:
     the highest audio->text R@1 (meaning kept), ties (within 0.005) to the smaller centroid distance.
     Returns (chosen settings, [{settings..., a2t_R1, centroid_distance}] for every setting tried)."""
@@ -256,7 +260,7 @@ def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
 
     val = emb["val"]
     scores = []
-    for setting in tuning_grid(P, name):
+    for setting in tuning_grid(params, name):
         out = (
             bridge.configured(**setting).transform(val["audio"])
             if setting
@@ -266,32 +270,32 @@ def tune(P, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
         scores.append({**setting, "a2t_R1": g["a2t_R1"], "centroid_distance": g["centroid_distance"]})
     top = max(s["a2t_R1"] for s in scores)
     best = min((s for s in scores if s["a2t_R1"] >= top - 0.005), key=lambda s: s["centroid_distance"])
-    return {k: best[k] for k in tuning_grid(P, name)[scores.index(best)]}, scores
+    return {k: best[k] for k in tuning_grid(params, name)[scores.index(best)]}, scores
 
 
-def tune_for_captioning(P, name: str, bridge, emb: dict, captioner) -> tuple[dict, list[dict]]:
+def tune_for_captioning(params, name: str, bridge, emb: dict, captioner) -> tuple[dict, list[dict]]:
     """Choose bridge `name`'s inference settings for the task a captioning table scores: the highest
     validation CIDEr-D of `captioner` (the zero-shot captioner, trained on text) fed the bridged
     validation audio; the first best in grid order. Same grid as `tune`.
     Returns (chosen settings, [{settings..., "val_CIDEr-D"}] for every setting tried)."""
     from dlink.evaluation.metrics import cider_d_items
 
-    grid = tuning_grid(P, name)
-    vidx, vrefs = eval_subset(P, splits(P)["val"])
+    grid = tuning_grid(params, name)
+    vidx, vrefs = eval_subset(params, splits(params)["val"])
     audio = emb["val"]["audio"]
     preds = {}
     for i, setting in enumerate(grid):
         # the whole validation split goes through the bridge (as `tune` does), so a noised start
         # draws the same noise whatever subset is scored
         out = bridge.configured(**setting).transform(audio) if setting else bridge.transform(audio)
-        preds[str(i)] = captioner.generate(out[vidx], beams=P.profile.beams)
+        preds[str(i)] = captioner.generate(out[vidx], beams=params.profile.beams)
     scores = cider_d_items(preds, vrefs)
     table = [{**s, "val_CIDEr-D": float(scores[str(i)].mean())} for i, s in enumerate(grid)]
     best = max(range(len(grid)), key=lambda i: table[i]["val_CIDEr-D"])
     return dict(grid[best]), table
 
 
-def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=None) -> dict:
+def bridged(params, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=None) -> dict:
     """{method: {split: (N, D) bridged audio, "settings": chosen inference settings, "scores": the
     validation score of every setting tried}} for every bridge
     in the registry, for the splits `on`: fitted on the fit scenes, inference settings chosen on val,
@@ -307,14 +311,18 @@ def bridged(P, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=N
     tag = "tuned" if captioner is None else f"cider-{captioner.cache_key}"
     out = {}
     for m in list(methods or BRIDGES):
-        f = run_dir(P) / "bridged" / f"{_bridge_key(P, m, seed)[0]}-{_short(_digest(emb))}-{tag}.npz"
+        f = (
+            run_dir(params)
+            / "bridged"
+            / f"{_bridge_key(params, m, seed)[0]}-{_hash8(_digest(emb))}-{tag}.npz"
+        )
         have = dict(np.load(f)) if f.is_file() else {}
         if not all(s in have for s in on) or "scores" not in have:
-            b = fit_bridge(P, m, emb, seed=seed)
+            b = fit_bridge(params, m, emb, seed=seed)
             if captioner is None:
-                settings, scores = tune(P, m, b, emb, seed)
+                settings, scores = tune(params, m, b, emb, seed)
             else:
-                settings, scores = tune_for_captioning(P, m, b, emb, captioner)
+                settings, scores = tune_for_captioning(params, m, b, emb, captioner)
             b = b.configured(**settings) if settings else b
             have = {s: have[s] if s in have else b.transform(emb[s]["audio"]).astype(np.float32) for s in on}
             have["settings"] = np.array(json.dumps(settings, sort_keys=True))
@@ -348,7 +356,7 @@ def _save_npz(path: Path, arrays: dict) -> Path:
 
 
 def fit_captioner(
-    P, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
+    params, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
 ):
     """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions.
 
@@ -362,17 +370,19 @@ def fit_captioner(
     from dlink.captioning.aac import train_captioner
     from dlink.captioning.captioner import PrefixCaptioner
 
-    cfg = dict(lm=P.profile.lm, epochs=P.profile.captioner_epochs, beams=P.profile.beams, seed=seed)
-    cfg.update(dict(P.profile.captioner), **overrides)
+    cfg = dict(
+        lm=params.profile.lm, epochs=params.profile.captioner_epochs, beams=params.profile.beams, seed=seed
+    )
+    cfg.update(dict(params.profile.captioner), **overrides)
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     code = _code_hash("captioning/captioner", "captioning/lm")
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
-    folder = run_dir(P) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
+    folder = run_dir(params) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
     partial = folder.with_name(folder.name + ".partial") if cache and cfg["lm"] != "scratch" else None
     if cache and (folder / "config.json").is_file():
-        cap = PrefixCaptioner.load(folder, device=P.device)
+        cap = PrefixCaptioner.load(folder, device=params.device)
     else:
-        cap = train_captioner(X, captions, cfg, device=P.device, val=val, checkpoint=partial)
+        cap = train_captioner(X, captions, cfg, device=params.device, val=val, checkpoint=partial)
         if cache:
             cap.save(folder)
         if partial is not None:
@@ -383,26 +393,26 @@ def fit_captioner(
 
 
 def caption_rows(
-    P, cap, inputs: dict, references, seed: int, decoder: str = "generative"
+    params, cap, inputs: dict, references, seed: int, decoder: str = "generative"
 ) -> tuple[list, dict]:
     """Caption every input set {row name: (M, D)}; return (records with per-item CIDEr-D, {row: predictions})."""
     from dlink.captioning.aac import evaluate
 
     rows, preds = [], {}
     for name, emb in inputs.items():
-        metrics, preds[name] = evaluate(cap, emb, references, beams=P.profile.beams)
+        metrics, preds[name] = evaluate(cap, emb, references, beams=params.profile.beams)
         metrics.pop("notes", None)
         metrics.pop("n_items", None)
         rows.append({"decoder": decoder, "method": name, "seed": seed, **metrics})
     return rows, preds
 
 
-def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
+def eval_subset(params, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
     """Indices of the items scored (the profile's eval_items, seeded; all by default) and their
     references: captions 2-5 of each item, for EVERY row, because the text oracle is fed caption 1."""
     from dlink.captioning.aac import subsample
 
-    idx = subsample(len(frame_eval), P.profile.eval_items, seed=0)
+    idx = subsample(len(frame_eval), params.profile.eval_items, seed=0)
     refs = [list(frame_eval["captions"].iloc[i])[1:] for i in idx]
     if any(len(r) == 0 for r in refs):
         raise ValueError(
@@ -411,7 +421,7 @@ def eval_subset(P, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
     return idx, refs
 
 
-def cross_fitted(P, name: str, emb: dict, seed: int, folds: int, settings: dict) -> dict:
+def cross_fitted(params, name: str, emb: dict, seed: int, folds: int, settings: dict) -> dict:
     """K-fold cross-fitting of bridge `name` over the fit scenes, for the supervised captioner.
 
     Returns {"fit": (N_fit, D) out-of-fold bridged audio: scene fold f is bridged by the bridge fitted
@@ -422,12 +432,12 @@ def cross_fitted(P, name: str, emb: dict, seed: int, folds: int, settings: dict)
     n = len(emb["fit"]["audio"])
     if not 2 <= folds <= n:
         raise ValueError(f"cross_fit_folds={folds} must be in 2..{n} (the fit scenes)")
-    digest = _short(hashlib.sha256(np.ascontiguousarray(emb["fit"]["audio"]).tobytes()).hexdigest())
-    tag = _short(json.dumps(settings, sort_keys=True))
+    digest = _hash8(hashlib.sha256(np.ascontiguousarray(emb["fit"]["audio"]).tobytes()).hexdigest())
+    tag = _hash8(json.dumps(settings, sort_keys=True))
     path = (
-        run_dir(P)
+        run_dir(params)
         / "bridged"
-        / f"{_bridge_key(P, name, seed)[0]}-oof{folds}-{digest}-{_short(_digest(emb))}-{tag}.npz"
+        / f"{_bridge_key(params, name, seed)[0]}-oof{folds}-{digest}-{_hash8(_digest(emb))}-{tag}.npz"
     )
     if path.is_file():
         with np.load(path) as z:
@@ -437,7 +447,7 @@ def cross_fitted(P, name: str, emb: dict, seed: int, folds: int, settings: dict)
     test = np.zeros((folds, *emb["test"]["audio"].shape), dtype=np.float32)
     for f in range(folds):
         part = {"fit": {k: v[fold != f] for k, v in emb["fit"].items()}, "val": emb["val"]}
-        bridge = fit_bridge(P, name, part, seed=seed, split="fit", cache=False)
+        bridge = fit_bridge(params, name, part, seed=seed, split="fit", cache=False)
         bridge = bridge.configured(**settings) if settings else bridge
         out[fold == f] = bridge.transform(emb["fit"]["audio"][fold == f])
         test[f] = bridge.transform(emb["test"]["audio"])
@@ -459,7 +469,7 @@ TERM_VARIANTS: dict[str, dict] = {
 }
 
 
-def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs) -> dict:
+def term_ablation(params, emb: dict, seed: int, captioner, settings: dict, idx, refs) -> dict:
     """Test outputs of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
 
     Every variant is fitted on the fit scenes and bridges with the same inference `settings` (those the
@@ -471,10 +481,10 @@ def term_ablation(P, emb: dict, seed: int, captioner, settings: dict, idx, refs)
 
     out, preds = {}, {}
     for name, overrides in TERM_VARIANTS.items():
-        bridge = fit_bridge(P, "diffusion_link", emb, seed=seed, **overrides)
+        bridge = fit_bridge(params, "diffusion_link", emb, seed=seed, **overrides)
         x = (bridge.configured(**settings) if settings else bridge).transform(emb["test"]["audio"])
         out[name] = {"bridged": x}
-        preds[name] = captioner.generate(x[idx], beams=P.profile.beams)
+        preds[name] = captioner.generate(x[idx], beams=params.profile.beams)
     for name, items in cider_d_items(preds, refs).items():
         out[name]["CIDEr-D_items"] = items
     return out

@@ -5,16 +5,12 @@ bad value fails in the first second with one message that lists everything wrong
 an hour later deep inside training. A profile is the one place that says how big a run is:
 the notebooks read sizes, epochs and sweep grids from it and hard-code none of them.
 
-    profile = None  # smoke | default | full | llm; None = $DLINK_PROFILE or default
-    dataset = "embedded"; encoder = "embedded"; clap_ckpt = None; data_root = None
-    device = "auto"; seeds = None; lm = None; clap_tokenizer = None
-    clap_amodel = "HTSAT-tiny"; clap_fusion = False  # LaionClapOptions: P.encoder_options
+    profile = None; dataset = "embedded"; encoder = "embedded"; data_root = None; seeds = None
+    options = {}  # every other resolve_params argument: device, lm, clap_ckpt, clap_tokenizer, ...
     ...
-    P = dlink.resolve_params(profile=profile, dataset=dataset, encoder=encoder,
-                             clap_ckpt=clap_ckpt, data_root=data_root, device=device, seeds=seeds,
-                             lm=lm, clap_tokenizer=clap_tokenizer, clap_amodel=clap_amodel,
-                             clap_fusion=clap_fusion)
-    P.bridge_epochs, P.seeds, P.device  # profile fields are readable on P directly
+    params = dlink.resolve_params(profile=profile, dataset=dataset, encoder=encoder,
+                                  data_root=data_root, seeds=seeds, **options)
+    params.bridge_epochs, params.seeds, params.device  # profile fields are readable on params directly
 
 Paths (clap_ckpt, data_root, clap_tokenizer, a local lm folder) are resolved against the
 current directory here; `python -m dlink.runner.pipeline` / run_all.sh first rewrite them against the
@@ -186,7 +182,7 @@ PROFILES["llm"] = dataclasses.replace(
 class Params:
     """A notebook's validated parameters plus its profile.
 
-    Profile fields read through: `P.bridge_epochs` is `P.profile.bridge_epochs`.
+    Profile fields read through: `params.bridge_epochs` is `params.profile.bridge_epochs`.
     `device` is resolved ("cpu" / "cuda" / "cuda:1" / "mps", never "auto").
     """
 
@@ -492,7 +488,7 @@ def resolve_params(
     if errors:
         raise ValueError("invalid notebook parameters:\n  - " + "\n  - ".join(errors))
     if lm_value is not None and lm_value != prof.lm:
-        prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads P.profile.lm
+        prof = dataclasses.replace(prof, lm=lm_value)  # the captioner reads params.profile.lm
     set_torch_threads()  # every notebook starts here: size torch's threads to the CPUs it may use
     return Params(
         profile=prof,

@@ -51,8 +51,8 @@ def gap_study(params) -> GapStudy:
     audio and the two calibration rows scored by gap_report against the paired text."""
     from scipy.spatial.distance import pdist
 
-    from dlink.baselines import BRIDGES
-    from dlink.gap import gap_calibration, gap_report
+    from dlink.bridges.baselines import BRIDGES
+    from dlink.evaluation.gap import gap_calibration, gap_report
 
     test_frame = experiment.splits(params)["test"]
     labels = label_sets(test_frame)
@@ -103,7 +103,7 @@ def ablation_variants(params) -> tuple[list, list]:
     """(trained, inference) variants of Diffusion-Link as (group, value, overrides): `trained` are fitted with
     DiffusionLinkConfig overrides, `inference` reuse the default model with transform() overrides. The
     profile gives the block counts, start steps and DDIM step counts to try."""
-    from dlink.diffusion_link import DiffusionLinkConfig
+    from dlink.bridges.diffusion_link import DiffusionLinkConfig
 
     trained = [
         ("loss terms", "all terms", {}),
@@ -138,9 +138,9 @@ def ablation_sweep(params, seed: int, captioner) -> list[dict]:
     """One row per variant of `ablation_variants` (after a raw-audio row and the fit-split rows), scored on
     the validation split of seed `seed`: centroid distance, separability, R@1 and the zero-shot `captioner`'s
     CIDEr-D, each with its paired difference to ABLATION_REFERENCE and a 95 % interval over the validation
-    items (one seed: items only, paired, dlink.stats)."""
-    from dlink.gap import gap_intervals, gap_report
-    from dlink.stats import paired_difference
+    items (one seed: items only, paired, dlink.evaluation.stats)."""
+    from dlink.evaluation.gap import gap_intervals, gap_report
+    from dlink.evaluation.stats import paired_difference
 
     emb, frame = experiment.embeddings(params, seed=seed), experiment.splits(params)
     idx, refs = experiment.eval_subset(params, frame["val"])
@@ -190,7 +190,7 @@ def ablation_sweep(params, seed: int, captioner) -> list[dict]:
 def zero_shot_captioner(params, seed: int):
     """Seed `seed`'s zero-shot captioner: trained on the fit scenes' caption text embeddings, validated on
     the validation scenes' (notebook 05 fits it; notebooks 06 and 07 read it from the cache)."""
-    from dlink.aac import caption_pairs
+    from dlink.captioning.aac import caption_pairs
 
     emb, frame = experiment.embeddings(params, seed=seed), experiment.splits(params)
     fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))

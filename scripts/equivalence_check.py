@@ -29,26 +29,28 @@ def run(out: Path) -> None:
 
     import dlink
     import dlink.encoders.embedded_clap as ec
-    from dlink import experiment as X
+    from dlink import experiment
     from dlink.bridges.baselines import make_bridge
     from dlink.captioning import aac
 
     arrays: dict[str, np.ndarray] = {}
-    P = dlink.resolve_params(profile="default")
-    frame = X.splits(P)
+    params = dlink.resolve_params(profile="default")
+    frame = experiment.splits(params)
     with tempfile.TemporaryDirectory() as d:
         ec.train_embedded_clap(
-            frame["enc"], frame["val"], out=d, seed=0, max_epochs=P.clap_epochs, progress=False
+            frame["enc"], frame["val"], out=d, seed=0, max_epochs=params.clap_epochs, progress=False
         )
         arrays |= {f"heads/{k}": v for k, v in load_file(f"{d}/model.safetensors").items()}
-    emb = X.embeddings(P, seed=0)
+    emb = experiment.embeddings(params, seed=0)
     for name in ("diffusion_link", "diffusion_bridge", "conditional_prior", "mlp_regression"):
-        bridge = make_bridge(name, **X.bridge_config(P, name, 0, epochs=2, progress=False))
-        bridge.fit(*X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]), device="cpu")
+        bridge = make_bridge(name, **experiment.bridge_config(params, name, 0, epochs=2, progress=False))
+        bridge.fit(
+            *experiment.bridge_pairs(emb["fit"]), val=experiment.bridge_pairs(emb["val"]), device="cpu"
+        )
         arrays[f"bridge/{name}"] = bridge.transform(emb["test"]["audio"])
     for name in ("ridge", "projection"):
         bridge = make_bridge(name).fit(
-            *X.bridge_pairs(emb["fit"]), val=X.bridge_pairs(emb["val"]), device="cpu"
+            *experiment.bridge_pairs(emb["fit"]), val=experiment.bridge_pairs(emb["val"]), device="cpu"
         )
         arrays[f"bridge/{name}"] = bridge.transform(emb["test"]["audio"])
     x, caps = aac.caption_pairs(emb["fit"]["text"][:300], list(frame["fit"]["captions"])[:300])

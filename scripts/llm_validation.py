@@ -26,45 +26,47 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import dlink
-    from dlink import experiment as X
+    from dlink import experiment
     from dlink._io import atomic_write_text, write_json
     from dlink.captioning.aac import caption_pairs
     from dlink.evaluation.stats import bootstrap_ci
 
-    P = dlink.resolve_params(profile=args.profile)
-    seed = P.seeds[0]
+    params = dlink.resolve_params(profile=args.profile)
+    seed = params.seeds[0]
     cached = [
-        d for d in (X.run_dir(P) / "captioners").glob("zs-text-*") if not d.name.startswith("zs-text-noise")
+        d
+        for d in (experiment.run_dir(params) / "captioners").glob("zs-text-*")
+        if not d.name.startswith("zs-text-noise")
     ]
     if not any((d / "config.json").is_file() for d in cached):
-        print(f"no trained zero-shot captioner under {X.run_dir(P) / 'captioners'}: "
+        print(f"no trained zero-shot captioner under {experiment.run_dir(params) / 'captioners'}: "
               f"run ./run_all.sh --profile {args.profile} first", file=sys.stderr)  # fmt: skip
         return 2
-    frame = X.splits(P)
-    emb = X.embeddings(P, seed=seed)
+    frame = experiment.splits(params)
+    emb = experiment.embeddings(params, seed=seed)
     Xfit, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
     Xval, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
     # the same call as notebook 05's, so it finds the same cache entry
-    cap = X.fit_captioner(P, "zs-text", Xfit, caps_fit, seed=seed, val=(Xval, caps_val))
-    vidx, vrefs = X.eval_subset(P, frame["val"])
+    cap = experiment.fit_captioner(params, "zs-text", Xfit, caps_fit, seed=seed, val=(Xval, caps_val))
+    vidx, vrefs = experiment.eval_subset(params, frame["val"])
     inputs = {"text_oracle": emb["val"]["text"][vidx, 0], "identity": emb["val"]["audio"][vidx]}
-    rows, preds = X.caption_rows(P, cap, inputs, vrefs, seed)
-    out = {"profile": P.profile.name, "lm": P.profile.lm, "epochs": P.profile.captioner_epochs,
-           "captioner": dict(P.profile.captioner),
-           "beams": P.profile.beams, "seed": seed, "val_scenes": len(vidx),
+    rows, preds = experiment.caption_rows(params, cap, inputs, vrefs, seed)
+    out = {"profile": params.profile.name, "lm": params.profile.lm, "epochs": params.profile.captioner_epochs,
+           "captioner": dict(params.profile.captioner),
+           "beams": params.profile.beams, "seed": seed, "val_scenes": len(vidx),
            "val_loss_per_epoch": [float(v) for v in cap.history["val_loss"]]}  # fmt: skip
     for r in rows:
         items = r["CIDEr-D_items"]
         _, lo, hi = bootstrap_ci(items)
         out[r["method"]] = {"CIDEr-D": float(r["CIDEr-D"]), "lo": lo, "hi": hi,
                             "samples": preds[r["method"]][:5]}  # fmt: skip
-    folder = X.results_dir(P)
+    folder = experiment.results_dir(params)
     write_json(folder / "validation.json", out)
     md = [
-        f"# {P.profile.lm} prefix captioner on validation ({len(vidx)} scenes, seed {seed}, "
-        f"{P.profile.captioner_epochs} epochs, "
-        + "".join(f"{k}={v}, " for k, v in P.profile.captioner)
-        + f"beam {P.profile.beams})",
+        f"# {params.profile.lm} prefix captioner on validation ({len(vidx)} scenes, seed {seed}, "
+        f"{params.profile.captioner_epochs} epochs, "
+        + "".join(f"{k}={v}, " for k, v in params.profile.captioner)
+        + f"beam {params.profile.beams})",
         "",
         "| input | CIDEr-D [95 % CI, items] |",
         "| --- | ---: |",

@@ -250,13 +250,13 @@ def test_max_missing_reaches_the_loader_from_the_run_parameters(tmp_path, monkey
     assert resolve_params(profile="smoke", dataset="clotho", data_root=str(root)).max_missing is None
     with pytest.raises(ValueError, match=r"1 of 4 clips \(25%\).*max_missing=20%"):
         experiment.splits(resolve_params(profile="smoke", dataset="clotho", data_root=str(root)))
-    P = resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=0.3)
-    assert P.max_missing == 0.3 and P.as_dict()["max_missing"] == 0.3
+    params = resolve_params(profile="smoke", dataset="clotho", data_root=str(root), max_missing=0.3)
+    assert params.max_missing == 0.3 and params.as_dict()["max_missing"] == 0.3
     with pytest.warns(UserWarning, match="skipping 1 of 4"):
-        assert len(experiment.splits(P)["train"]) == 3
+        assert len(experiment.splits(params)["train"]) == 3
     assert (
         "train,development clip 00.wav,"
-        in (tmp_path / "results" / P.label / "skipped_audio_clotho.csv").read_text()
+        in (tmp_path / "results" / params.label / "skipped_audio_clotho.csv").read_text()
     )
     with pytest.raises(ValueError, match="max_missing=0.3 applies to dataset='audiocaps' or 'clotho'"):
         resolve_params(profile="smoke", max_missing=0.3)

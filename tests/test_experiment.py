@@ -5,33 +5,32 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dlink import experiment as X
-from dlink import paths
+from dlink import experiment, paths
 from dlink.bridges.base import synthetic_gap_pairs
 from dlink.bridges.baselines import make_bridge
 from dlink.profiles import resolve_params
 
 
 def test_encoder_share_splits_train_for_the_embedded_encoder_only():
-    P = resolve_params(profile="smoke")
-    assert X._n_encoder_scenes(P, 100) == 50
-    laion = dataclasses.replace(P, encoder="laion-clap")  # a pretrained encoder: fit on all of train
-    assert X._n_encoder_scenes(laion, 100) == 0
-    bad = dataclasses.replace(P, profile=dataclasses.replace(P.profile, encoder_share=1.0))
+    params = resolve_params(profile="smoke")
+    assert experiment._n_encoder_scenes(params, 100) == 50
+    laion = dataclasses.replace(params, encoder="laion-clap")  # a pretrained encoder: fit on all of train
+    assert experiment._n_encoder_scenes(laion, 100) == 0
+    bad = dataclasses.replace(params, profile=dataclasses.replace(params.profile, encoder_share=1.0))
     with pytest.raises(ValueError, match="encoder_share"):
-        X._n_encoder_scenes(bad, 100)
+        experiment._n_encoder_scenes(bad, 100)
 
 
 def test_cross_fitted_bridging_is_out_of_fold(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "DATA", tmp_path)
-    P = resolve_params(profile="smoke")
+    params = resolve_params(profile="smoke")
     a, t = synthetic_gap_pairs(120, dim=16, seed=0)
     emb = {
         "fit": {"audio": a[:60], "text": t[:60, None]},
         "val": {"audio": a[60:90], "text": t[60:90, None]},
         "test": {"audio": a[90:], "text": t[90:, None]},
     }
-    out = X.cross_fitted(P, "ridge", emb, seed=0, folds=3, settings={})
+    out = experiment.cross_fitted(params, "ridge", emb, seed=0, folds=3, settings={})
     oof = out["fit"]
     assert out["test"].shape == (3, 30, 16)
     fold = np.random.default_rng(0).permutation(60) % 3
@@ -42,23 +41,23 @@ def test_cross_fitted_bridging_is_out_of_fold(tmp_path, monkeypatch):
         np.testing.assert_allclose(out["test"][f], ref.transform(a[90:]), atol=1e-5)
     in_sample = make_bridge("ridge").fit(a[:60], t[:60], val=(a[60:90], t[60:90])).transform(a[:60])
     assert not np.allclose(oof, in_sample, atol=1e-3)
-    again = X.cross_fitted(P, "ridge", emb, seed=0, folds=3, settings={})  # cached
+    again = experiment.cross_fitted(params, "ridge", emb, seed=0, folds=3, settings={})  # cached
     np.testing.assert_array_equal(again["fit"], oof)
     np.testing.assert_array_equal(again["test"], out["test"])
     with pytest.raises(ValueError, match="cross_fit_folds"):
-        X.cross_fitted(P, "ridge", emb, seed=0, folds=1, settings={})
+        experiment.cross_fitted(params, "ridge", emb, seed=0, folds=1, settings={})
 
 
 def test_tune_for_captioning_picks_the_best_validation_cider(tmp_path, monkeypatch):
     """Captioning tables choose a bridge's inference settings by the captioner's validation CIDEr-D."""
     monkeypatch.setattr(paths, "DATA", tmp_path)
-    P = resolve_params(profile="smoke")
+    params = resolve_params(profile="smoke")
     n_val = 6
     refs = [[f"a sound number {i}", f"the sound {i}"] for i in range(n_val)]
     frame = {
         "val": __import__("pandas").DataFrame({"captions": [[f"x {i}"] + r for i, r in enumerate(refs)]})
     }
-    monkeypatch.setattr(X, "splits", lambda P: frame)
+    monkeypatch.setattr(experiment, "splits", lambda params: frame)
     a, t = synthetic_gap_pairs(n_val, dim=8, seed=0)
     emb = {"val": {"audio": a, "text": t[:, None]}}
 
@@ -77,18 +76,18 @@ def test_tune_for_captioning_picks_the_best_validation_cider(tmp_path, monkeypat
             right = np.allclose(x, 3 * a[: len(x)])
             return [refs[i][0] if right else "nothing at all" for i in range(len(x))]
 
-    monkeypatch.setattr(X, "tuning_grid", lambda P, name: [{"k": 1}, {"k": 3}, {"k": 5}])
-    chosen, table = X.tune_for_captioning(P, "scaled", Scaled(), emb, Captioner())
+    monkeypatch.setattr(experiment, "tuning_grid", lambda params, name: [{"k": 1}, {"k": 3}, {"k": 5}])
+    chosen, table = experiment.tune_for_captioning(params, "scaled", Scaled(), emb, Captioner())
     assert chosen == {"k": 3}
     assert [r["k"] for r in table] == [1, 3, 5]
     assert table[1]["val_CIDEr-D"] > max(table[0]["val_CIDEr-D"], table[2]["val_CIDEr-D"])
     with pytest.raises(ValueError, match="fit_captioner"):
-        X.bridged(P, emb, seed=0, methods=["ridge"], captioner=Captioner())
+        experiment.bridged(params, emb, seed=0, methods=["ridge"], captioner=Captioner())
 
 
 def test_tune_chooses_inference_settings_on_validation_by_one_rule(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "DATA", tmp_path)
-    P = resolve_params(profile="smoke")
+    params = resolve_params(profile="smoke")
     a, t = synthetic_gap_pairs(400, dim=16, mismatch=1.0, noise=0.3, seed=0)
     emb = {
         "fit": {"audio": a[:300], "text": t[:300, None]},
@@ -96,19 +95,21 @@ def test_tune_chooses_inference_settings_on_validation_by_one_rule(tmp_path, mon
         "test": {"audio": a[300:], "text": t[300:, None]},
     }
     proj = make_bridge("projection").fit(a[:300], t[:300])
-    chosen, scores = X.tune(P, "projection", proj, emb, seed=0)
-    assert len(scores) == len(X.tuning_grid(P, "projection")) == 9
+    chosen, scores = experiment.tune(params, "projection", proj, emb, seed=0)
+    assert len(scores) == len(experiment.tuning_grid(params, "projection")) == 9
     top = max(s["a2t_R1"] for s in scores)
     pick = next(s for s in scores if s["k"] == chosen["k"] and s["temperature"] == chosen["temperature"])
     assert pick["a2t_R1"] >= top - 0.005  # the rule: best R@1 (ties to the smaller centroid distance)
     # Diffusion-Link and Diffusion Bridge get the same grid; bridges with nothing to tune get none
-    assert X.tuning_grid(P, "diffusion_link") == X.tuning_grid(P, "diffusion_bridge")
+    assert experiment.tuning_grid(params, "diffusion_link") == experiment.tuning_grid(
+        params, "diffusion_bridge"
+    )
     assert (
-        X.tuning_grid(P, "ridge") == [{}]
-        and X.tune(P, "ridge", make_bridge("ridge").fit(a, t), emb, 0)[0] == {}
+        experiment.tuning_grid(params, "ridge") == [{}]
+        and experiment.tune(params, "ridge", make_bridge("ridge").fit(a, t), emb, 0)[0] == {}
     )
     # bridged() applies the chosen settings and records them
-    out = X.bridged(P, emb, seed=0, methods=["projection"])
+    out = experiment.bridged(params, emb, seed=0, methods=["projection"])
     assert out["projection"]["settings"] == chosen
     np.testing.assert_allclose(
         out["projection"]["test"], proj.configured(**chosen).transform(a[300:]), atol=1e-6
@@ -131,7 +132,7 @@ def test_resolved_differences_names_only_intervals_that_exclude_zero():
         }
 
     rows = [row("ref", 0.0, 0.0, 0.0), row("a", 0.02, 0.01, 0.03), row("b", 0.01, -0.01, 0.03)]
-    lines = X.resolved_differences(rows, versus="g: ref")
+    lines = experiment.resolved_differences(rows, versus="g: ref")
     assert lines == ["g: a: centroid_distance +0.020 [+0.010, +0.030]", "g: b: nothing resolved"]
 
 
@@ -145,7 +146,7 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
     from dlink.bridges.baselines import BRIDGES
 
     monkeypatch.setattr(paths, "DATA", tmp_path)
-    P = resolve_params(profile="smoke")
+    params = resolve_params(profile="smoke")
 
     @dataclasses.dataclass
     class TowardTextConfig:
@@ -180,19 +181,22 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
             name, learned = "learned_toy", True
 
         assert list(BRIDGES)[-2:] == ["toward_text", "learned_toy"]
-        assert X.bridge_config(P, "toward_text", seed=4) == {}
-        assert X.bridge_config(P, "learned_toy", seed=4) == dict(
-            epochs=P.profile.bridge_epochs,
-            batch_size=P.profile.bridge_batch_size,
-            patience=P.profile.bridge_patience,
+        assert experiment.bridge_config(params, "toward_text", seed=4) == {}
+        assert experiment.bridge_config(params, "learned_toy", seed=4) == dict(
+            epochs=params.profile.bridge_epochs,
+            batch_size=params.profile.bridge_batch_size,
+            patience=params.profile.bridge_patience,
             seed=4,
         )
-        assert X.tuning_grid(P, "toward_text") == [{"alpha": 0.3}, {"alpha": 0.5}]  # smoke k* = 300, 500
+        assert experiment.tuning_grid(params, "toward_text") == [
+            {"alpha": 0.3},
+            {"alpha": 0.5},
+        ]  # smoke k* = 300, 500
         # the cache key hashes the declared source: other declared modules, another key
-        key = X._bridge_key(P, "toward_text", 0)[0]
+        key = experiment._bridge_key(params, "toward_text", 0)[0]
         monkeypatch.setattr(TowardText, "cache_modules", ("bridges/base", "bridges/baselines"))
-        assert X._bridge_key(P, "toward_text", 0)[0] != key
-        assert X._bridge_key(P, "toward_text", 0)[0].startswith("toward_text-")
+        assert experiment._bridge_key(params, "toward_text", 0)[0] != key
+        assert experiment._bridge_key(params, "toward_text", 0)[0].startswith("toward_text-")
 
         a, t = synthetic_gap_pairs(200, dim=16, gap=2.0, seed=0)
         emb = {
@@ -200,17 +204,19 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
             "val": {"audio": a[120:160], "text": t[120:160, None]},
             "test": {"audio": a[160:], "text": t[160:, None]},
         }
-        out = X.bridged(P, emb, seed=0, methods=["toward_text"])["toward_text"]
-        assert out["settings"] in X.tuning_grid(P, "toward_text")
+        out = experiment.bridged(params, emb, seed=0, methods=["toward_text"])["toward_text"]
+        assert out["settings"] in experiment.tuning_grid(params, "toward_text")
         assert [s["alpha"] for s in out["scores"]] == [0.3, 0.5]
         ref = TowardText(**out["settings"]).fit(a[:120], t[:120]).transform(a[160:])
         np.testing.assert_allclose(out["test"], ref, atol=1e-6)
-        cached = X.fit_bridge(P, "toward_text", emb, seed=0)  # loaded from the cache fit_bridge wrote
+        cached = experiment.fit_bridge(
+            params, "toward_text", emb, seed=0
+        )  # loaded from the cache fit_bridge wrote
         assert isinstance(cached, TowardText)
         assert torch.equal(cached.text_mean, torch.from_numpy(t[:120]).mean(0))
         assert not np.allclose(out["test"], to_output(torch.from_numpy(a[160:]), "raw"), atol=1e-3)
         with pytest.raises(ValueError, match="unknown bridge 'no_such'"):
-            X.tuning_grid(P, "no_such")
+            experiment.tuning_grid(params, "no_such")
     finally:
         BRIDGES.pop("toward_text", None)
         BRIDGES.pop("learned_toy", None)
@@ -224,7 +230,7 @@ def test_write_term_ablation_rewrites_the_committed_table_from_its_csv(tmp_path)
 
     committed = paths.ROOT / "results" / "term_ablation"
     rows = pd.read_csv(f"{committed}.csv").to_dict("records")
-    csv_path, md_path = X.write_term_ablation(rows, tmp_path / "term_ablation")
+    csv_path, md_path = experiment.write_term_ablation(rows, tmp_path / "term_ablation")
     assert md_path.read_text() == committed.with_suffix(".md").read_text()
     assert "centroid distance ↓" in md_path.read_text() and "CIDEr-D ↑" in md_path.read_text()
     assert csv_path.read_text() == committed.with_suffix(".csv").read_text()

@@ -52,9 +52,9 @@ def test_position_ids_present_or_absent_load_to_the_same_encoder_via_the_noteboo
     texts = ["a dog barks while rain falls", "a car passes by"]
     out = []
     for name in ("with_pos.pt", "without_pos.pt"):
-        P = resolve_params(profile="smoke", dataset="embedded", encoder="laion-clap",
+        params = resolve_params(profile="smoke", dataset="embedded", encoder="laion-clap",
                            clap_ckpt=str(d / name), clap_tokenizer=str(d / "tok"))  # fmt: skip
-        enc = experiment.encoder(P)  # what notebook 02 calls
+        enc = experiment.encoder(params)  # what notebook 02 calls
         assert (
             enc.model.text_branch.config.vocab_size == vocab
             and enc.model.text_branch.config.num_hidden_layers == 1

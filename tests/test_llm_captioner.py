@@ -175,7 +175,7 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     import numpy as np
-    from dlink import paths, experiment as X
+    from dlink import experiment, paths
     from dlink.captioning.aac import write_results
     from dlink.captioning.captioner import PrefixCaptioner
     from dlink.profiles import resolve_params
@@ -190,15 +190,15 @@ SCRIPT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
         PrefixCaptioner._save_state = save_then_die
-    P = resolve_params(profile="smoke", lm="tiny-random", device="cpu")
+    params = resolve_params(profile="smoke", lm="tiny-random", device="cpu")
     x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     caps = {caps!r} * 2
-    cap = X.fit_captioner(P, "zs-text", x, caps, seed=0, val=(x[:2], caps[:2]), **{cfg!r})
+    cap = experiment.fit_captioner(params, "zs-text", x, caps, seed=0, val=(x[:2], caps[:2]), **{cfg!r})
     print("HISTORY", len(cap.history["train_loss"]), len(cap.history["val_loss"]))
     refs = [[c] for c in caps[:4]]
     rows = []
     for name, inp in {{"identity": x[4:], "diffusion_link": x[:4], "text_oracle": x[:4]}}.items():
-        rows += X.caption_rows(P, cap, {{name: inp}}, refs, seed=0)[0]
+        rows += experiment.caption_rows(params, cap, {{name: inp}}, refs, seed=0)[0]
     print("TABLE", *write_results(rows, data / "results" / "aac_zero_shot", title="Zero-shot AAC", ids=list("abcd")))
     """
 )

@@ -47,8 +47,10 @@ def _lm_folder(folder, arch="GPT2LMHeadModel", model_type="gpt2", weights=True, 
 
 def test_lm_parameter(tmp_path, monkeypatch):
     assert resolve_params(profile="smoke").profile.lm == "scratch"  # None keeps the profile's
-    P = resolve_params(profile="smoke", lm="tiny-random")
-    assert P.lm == "tiny-random" and P.profile.name == "smoke" and P.profile.captioner_epochs == 1
+    params = resolve_params(profile="smoke", lm="tiny-random")
+    assert (
+        params.lm == "tiny-random" and params.profile.name == "smoke" and params.profile.captioner_epochs == 1
+    )
     good = _lm_folder(tmp_path / "gpt")
     assert resolve_params(profile="smoke", lm=str(good)).profile.lm == str(good)
     cases = {
@@ -78,19 +80,19 @@ def test_laion_options(tmp_path):
         resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt), clap_tokenizer=str(tok))
     (tok / "vocab.json").write_text("{}")
     (tok / "merges.txt").write_text("")
-    P = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt), clap_tokenizer=str(tok),
+    params = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt), clap_tokenizer=str(tok),
                        clap_amodel="HTSAT-base", clap_fusion=False)  # fmt: skip
-    assert P.encoder_options.loader_kwargs() == {
+    assert params.encoder_options.loader_kwargs() == {
         "amodel": "HTSAT-base",
         "enable_fusion": False,
         "tokenizer": tok,
         "download": False,
     }
-    assert P.encoder_options.checkpoint == ckpt and P.as_dict()["clap_amodel"] == "HTSAT-base"
+    assert params.encoder_options.checkpoint == ckpt and params.as_dict()["clap_amodel"] == "HTSAT-base"
     # with a checkpoint file the encoder is built on first use: its fingerprint needs only file hashes
     from dlink.encoders.laion import LazyLaionClap
 
-    lazy = P.encoder_options.encoder("cpu")
+    lazy = params.encoder_options.encoder("cpu")
     assert isinstance(lazy, LazyLaionClap) and "HTSAT-base" in lazy.fingerprint
     # the embedded encoder takes no options; its parameters still read as the defaults
     E = resolve_params(profile="smoke")
@@ -141,13 +143,15 @@ def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeyp
 
     F.make_audiocaps(tmp_path, layout="v1", counts=(3, 2, 2), seconds=0.2)
     F.make_audiocaps(tmp_path, layout="v2", counts=(4, 2, 2), seconds=0.2)
-    P = resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="v2")
-    assert P.audiocaps_version == "v2" and P.as_dict()["audiocaps_version"] == "v2"
-    assert experiment.run_key(P) != experiment.run_key(resolve_params(profile="smoke", dataset="audiocaps",
+    params = resolve_params(
+        profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="v2"
+    )
+    assert params.audiocaps_version == "v2" and params.as_dict()["audiocaps_version"] == "v2"
+    assert experiment.run_key(params) != experiment.run_key(resolve_params(profile="smoke", dataset="audiocaps",
                                                                       data_root=str(tmp_path)))  # fmt: skip
-    assert len(experiment.splits(P)["train"]) == 4  # the v2 captions
+    assert len(experiment.splits(params)["train"]) == 4  # the v2 captions
     assert (
-        tmp_path / "results" / P.label / "skipped_audio_audiocaps.csv"
+        tmp_path / "results" / params.label / "skipped_audio_audiocaps.csv"
     ).read_text() == "split,id,audio,reason\n"
     with pytest.raises(ValueError, match=r"audiocaps_version='2.0': expected 'v1'"):
         resolve_params(profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="2.0")

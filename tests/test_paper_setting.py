@@ -75,12 +75,17 @@ def runs(work):
         }
         done = work / "runs" / "smoke-audiocaps-laion-clap" / ".done"
         out["v2_done"] = sorted(p.name for p in done.glob("*.json"))
-        out["v2_params"] = json.loads((done / f"{NOTEBOOKS[1]}.json").read_text())["parameters"]
+        out["v2_params"] = _flat(json.loads((done / f"{NOTEBOOKS[1]}.json").read_text())["parameters"])
         out["v2_01"] = (work / "runs" / "smoke-audiocaps-laion-clap" / "01_data.ipynb").read_text()
         out["v1"] = _pipeline(work, "-p", "dataset", "audiocaps", "-p", "data_root", "ac_v1", *args)
     finally:
         out["clotho"] = _finish(clotho)
     return out
+
+
+def _flat(parameters: dict) -> dict:
+    """A notebook's recorded parameters with its `options` dict (where -p clap_ckpt etc. go) merged in."""
+    return {k: v for k, v in parameters.items() if k != "options"} | parameters.get("options", {})
 
 
 def _check_run(
@@ -95,7 +100,7 @@ def _check_run(
         for p in (cwd / "runs" / f"smoke-{dataset}-laion-clap" / ".done").glob("*.json")
     }
     assert sorted(done) == notebooks
-    params = done[notebooks[-1]]["parameters"]
+    params = _flat(done[notebooks[-1]]["parameters"])
     # every relative path was made absolute against the user's folder before any notebook ran
     assert params["clap_ckpt"] == str(user / "clap.pt") and params["clap_tokenizer"] == str(user / "tok")
     assert params["data_root"] == str(user / root) and params["dataset"] == dataset

@@ -38,17 +38,17 @@ def test_profiles_grow_from_smoke_to_full():
 
 
 def test_defaults_and_environment(monkeypatch):
-    P = resolve_params()
-    assert isinstance(P, Params) and P.profile.name == "default"
-    assert P.seeds == (0, 1, 2) == tuple(range(PROFILES["default"].n_seeds))
-    assert P.device in ("cpu", "cuda") and P.dataset == "embedded" and P.encoder == "embedded"
-    assert P.bridge_epochs == PROFILES["default"].bridge_epochs  # profile fields read through
+    params = resolve_params()
+    assert isinstance(params, Params) and params.profile.name == "default"
+    assert params.seeds == (0, 1, 2) == tuple(range(PROFILES["default"].n_seeds))
+    assert params.device in ("cpu", "cuda") and params.dataset == "embedded" and params.encoder == "embedded"
+    assert params.bridge_epochs == PROFILES["default"].bridge_epochs  # profile fields read through
     monkeypatch.setenv("DLINK_PROFILE", "smoke")
-    P = resolve_params(profile=None, seeds=[3, 5])
-    assert P.profile is PROFILES["smoke"] and P.seeds == (3, 5) and P.lm == "scratch"
+    params = resolve_params(profile=None, seeds=[3, 5])
+    assert params.profile is PROFILES["smoke"] and params.seeds == (3, 5) and params.lm == "scratch"
     assert resolve_params(profile="full").profile.name == "full"  # explicit beats the environment
     assert resolve_params(profile=PROFILES["full"]).profile.name == "full"
-    d = P.as_dict()
+    d = params.as_dict()
     assert d["profile"]["name"] == "smoke" and d["seeds"] == [3, 5] and d["clap_ckpt"] is None
     monkeypatch.setenv("DLINK_PROFILE", "tiny")
     with pytest.raises(
@@ -98,10 +98,10 @@ def test_bad_values(kwargs, needle):
 def test_real_paths_accepted(tmp_path):
     ckpt = tmp_path / "630k-audioset-best.pt"
     ckpt.write_bytes(b"x")
-    P = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt))
-    assert P.encoder_options.checkpoint == ckpt and P.encoder == "laion-clap"
-    P = resolve_params(profile="smoke", dataset="audiocaps", data_root=tmp_path)
-    assert P.data_root == tmp_path
+    params = resolve_params(profile="smoke", encoder="laion-clap", clap_ckpt=str(ckpt))
+    assert params.encoder_options.checkpoint == ckpt and params.encoder == "laion-clap"
+    params = resolve_params(profile="smoke", dataset="audiocaps", data_root=tmp_path)
+    assert params.data_root == tmp_path
 
 
 def test_resolve_device():
@@ -152,9 +152,9 @@ def test_the_llm_profile_trains_smollm2_like_the_default_run_and_writes_results_
     from dlink.experiment import results_dir
 
     llm, d = PROFILES["llm"], PROFILES["default"]
-    P = resolve_params(profile="llm")
-    assert P.label == "llm" and results_dir(P) == paths.RESULTS / "llm"
-    assert P.lm == "smollm2-135m" and P.seeds == (0,) and P.eval_items is None
+    params = resolve_params(profile="llm")
+    assert params.label == "llm" and results_dir(params) == paths.RESULTS / "llm"
+    assert params.lm == "smollm2-135m" and params.seeds == (0,) and params.eval_items is None
     # the same data, encoder heads and bridge training as the default run's seed 0
     for name in (
         "dataset_size",
@@ -211,13 +211,13 @@ def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(
     )
     monkeypatch.setitem(profiles.PROFILES, "llm-lora", llm)
     seen = {}
-    monkeypatch.setattr(experiment, "run_dir", lambda P: tmp_path)  # nothing written under data/
+    monkeypatch.setattr(experiment, "run_dir", lambda params: tmp_path)  # nothing written under data/
     monkeypatch.setattr(
         "dlink.captioning.aac.train_captioner", lambda X, caps, cfg, **kw: seen.update(cfg) or 1 / 0
     )
-    P = resolve_params(profile="llm-lora")
+    params = resolve_params(profile="llm-lora")
     with pytest.raises(ZeroDivisionError):
-        experiment.fit_captioner(P, "t", np.zeros((2, 4), np.float32), ["a", "b"], cache=False, epochs=1)
+        experiment.fit_captioner(params, "t", np.zeros((2, 4), np.float32), ["a", "b"], cache=False, epochs=1)
     assert seen["lora"] is True and seen["batch_size"] == 16 and seen["epochs"] == 1  # the call's own win
     with pytest.raises(ValueError, match="llm-lora profile's captioner settings .*lora=True.* lm='scratch'"):
         resolve_params(profile="llm-lora", lm="scratch")

@@ -55,9 +55,9 @@ def test_two_decoders_only_with_an_llm_run(results):
 
 
 def test_llm_validation_refuses_without_a_trained_captioner(tmp_path, monkeypatch, capsys):
-    from dlink import experiment as X
+    from dlink import experiment
 
-    monkeypatch.setattr(X, "run_dir", lambda P: tmp_path)
+    monkeypatch.setattr(experiment, "run_dir", lambda params: tmp_path)
     script = _script("llm_validation")
     assert script.main(["--profile", "smoke"]) == 2
     err = capsys.readouterr().err
