@@ -256,22 +256,22 @@ def _phrase(item: dict, form: str, rng) -> str:
 def _one_caption(scene: dict, rng) -> str:
     fg = [it for it in scene["items"] if it["role"] == "fg"]
     comp = scene["composition"]
-    P = {}
+    phrases = {}  # template slot -> wording: a, b, c as clauses, ai, bi, ci as participle phrases
     for key, it in zip("abc", fg, strict=False):
-        P[key], P[key + "i"] = _phrase(it, "c", rng), _phrase(it, "i", rng)
+        phrases[key], phrases[key + "i"] = _phrase(it, "c", rng), _phrase(it, "i", rng)
     pick = lambda options: options[rng.integers(len(options))]  # noqa: E731
     if comp == "single":
-        text = pick(_SILENCE if scene.get("quiet_tail") and rng.random() < 0.4 else _SINGLE).format(**P)
+        text = pick(_SILENCE if scene.get("quiet_tail") and rng.random() < 0.4 else _SINGLE).format(**phrases)
     elif comp == "overlap":
-        text = pick(_OVER2).format(**P)
+        text = pick(_OVER2).format(**phrases)
     elif comp == "sequence":
-        text = pick(_SEQ2 if len(fg) == 2 else _SEQ3).format(**P)
+        text = pick(_SEQ2 if len(fg) == 2 else _SEQ3).format(**phrases)
     else:  # background: x is the ambience, f the foreground (one item or two in sequence)
         x = next(it for it in scene["items"] if it["role"] == "bg")
         if len(fg) == 1:
-            f, fi = P["a"], P["ai"]
+            f, fi = phrases["a"], phrases["ai"]
         else:
-            f, fi = (t.format(**P) for t in pick(_FG2))
+            f, fi = (t.format(**phrases) for t in pick(_FG2))
         text = pick(_BG).format(f=f, fi=fi, x=_phrase(x, "c", rng), xi=_phrase(x, "i", rng))
     return text[0].upper() + text[1:]
 
