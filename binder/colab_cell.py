@@ -1,6 +1,6 @@
-"""Colab and Binder set-up. Every notebook's first cell fetches the repository to /content/dlink
-(a clone of its REPO, or a folder the reader uploaded there) and runs this file, so that cell
-stays five lines; outside Colab the cell does nothing. Binder's postBuild runs
+"""Colab and Binder set-up. Every notebook's set-up cell fetches the repository to /content/dlink
+(a clone of its REPO, or a folder the reader uploaded there) and runs this file, so its Colab part
+stays five lines; outside Colab those lines do nothing. Binder's postBuild runs
 `python binder/colab_cell.py --binder`.
 
 Colab, once per runtime:
