@@ -1,6 +1,7 @@
-"""The measurements behind notebooks 04 and 07, as functions: the gap table over every seed and the
-one-seed sweep of Diffusion-Link's variants. The notebooks call these and write, print and plot what
-comes back; everything they fit is cached by dlink.experiment, so a rerun only reads.
+"""The measurements behind notebooks 04-07, as functions: the gap table over every seed, the zero-shot
+and supervised captioning tables, and the one-seed sweep of Diffusion-Link's variants. The notebooks
+call these and write, print and plot what comes back; everything they fit is cached by
+dlink.experiment, so a rerun only reads.
 """
 
 from __future__ import annotations
@@ -196,3 +197,120 @@ def zero_shot_captioner(params, seed: int):
     fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
     val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
     return experiment.fit_captioner(params, "zs-text", *fit, seed=seed, val=val)
+
+
+# --------------------------------------------------------------------------- the captioning tables
+
+
+@dataclass
+class CaptioningStudy:
+    """A captioning table's scores over seeds, as notebooks 05 and 06 write them."""
+
+    records: list[dict]  # caption_rows' rows: one per decoder, method and seed (the supervised: fold means)
+    samples: dict[str, list[str]]  # "decoder:method" -> the first seed's captions of the scored items
+    settings: list[dict]  # zero-shot: each bridge's inference settings chosen on validation CIDEr-D, per seed
+    captioner: object | None  # zero-shot: the last seed's text-trained captioner (its loss curves)
+
+
+def capdec_noise_sweep(params) -> list[dict]:
+    """CapDec's noise variance on validation: one captioner per `params.noise_variances` entry, trained on
+    the first seed's noised fit text and fed its raw validation audio; rows of variance and val CIDEr-D."""
+    import math
+
+    from dlink.captioning.aac import caption_pairs
+
+    seed = params.seeds[0]
+    emb, frame = experiment.embeddings(params, seed=seed), experiment.splits(params)
+    fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+    idx, refs = experiment.eval_subset(params, frame["val"])
+    rows = []
+    for variance in params.noise_variances:
+        noisy = experiment.fit_captioner(
+            params, "zs-text-noise", *fit, seed=seed, noise_std=math.sqrt(variance)
+        )
+        m, _ = experiment.caption_rows(
+            params, noisy, {"noise_injection": emb["val"]["audio"][idx]}, refs, seed
+        )
+        rows.append({"variance": variance, "val CIDEr-D": m[0]["CIDEr-D"]})
+    return rows
+
+
+def zero_shot_study(params, idx, refs, noise_variance: float) -> CaptioningStudy:
+    """Zero-shot captioning of the test items `idx` (references `refs`), every captioning seed: the
+    text-trained captioner fed each bridge's output and the text oracle, CapDec's noise-trained captioners
+    (the published variance and `noise_variance`, chosen on validation) fed raw audio, and nearest-caption
+    retrieval fed the same inputs as the captioner. Each bridge's inference settings are chosen on that
+    seed's captioner's validation CIDEr-D."""
+    import math
+
+    from dlink.bridges.baselines import BRIDGES
+    from dlink.captioning.aac import caption_pairs
+    from dlink.captioning.captioner import RetrievalCaptioner
+
+    frame = experiment.splits(params)
+    variances = {"noise_injection": experiment.CAPDEC_NOISE_VARIANCE, "noise_injection_val": noise_variance}
+    records, samples, settings, captioner = [], {}, [], None
+    for seed in params.seeds[: params.caption_seeds]:
+        emb = experiment.embeddings(params, seed=seed)
+        fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+        captioner = zero_shot_captioner(params, seed)
+        nearest = RetrievalCaptioner().fit(*fit)
+        out = experiment.bridged(params, emb, seed=seed, captioner=captioner)
+        settings += [
+            {"method": m, "seed": seed, "settings": out[m]["settings"], "scores": out[m]["scores"]}
+            for m in BRIDGES
+        ]
+        inputs = {m: out[m]["test"][idx] for m in BRIDGES} | {"text_oracle": emb["test"]["text"][idx, 0]}
+        runs = [("generative", captioner, inputs)]
+        for row, variance in variances.items():  # CapDec: trained on noised text, fed raw audio
+            noisy = experiment.fit_captioner(
+                params, "zs-text-noise", *fit, seed=seed, noise_std=math.sqrt(variance)
+            )
+            runs.append(("generative", noisy, {row: emb["test"]["audio"][idx]}))
+        runs.append(("retrieval", nearest, inputs))
+        for decoder, model, model_inputs in runs:
+            rows, preds = experiment.caption_rows(params, model, model_inputs, refs, seed, decoder=decoder)
+            records += rows
+            if seed == params.seeds[0]:
+                samples |= {f"{decoder}:{k}": v for k, v in preds.items()}
+    return CaptioningStudy(records, samples, settings, captioner)
+
+
+def supervised_study(params, idx, refs) -> CaptioningStudy:
+    """Supervised captioning of the test items `idx`, every captioning seed: one captioner per arm, trained
+    on the fit scenes' raw audio (identity) or their cross-fitted Diffusion-Link output (each scene bridged by
+    the fold bridge that did not see it; the test audio by every fold bridge in turn, scores averaged over
+    the folds), with Diffusion-Link's inference settings from its zero-shot captioner's validation choice;
+    nearest-caption retrieval over the same inputs beside each."""
+    from dlink.captioning.aac import caption_pairs, mean_over_folds
+    from dlink.captioning.captioner import RetrievalCaptioner
+
+    frame = experiment.splits(params)
+    captions = list(frame["fit"]["captions"])
+    first_captions = [c[0] for c in captions]
+    records, samples = [], {}
+    for seed in params.seeds[: params.caption_seeds]:
+        emb = experiment.embeddings(params, seed=seed)
+        zero_shot = zero_shot_captioner(params, seed)
+        bridged = experiment.bridged(params, emb, seed=seed, methods=["diffusion_link"], captioner=zero_shot)
+        settings = bridged["diffusion_link"]["settings"]
+        arms = [("identity", emb["fit"]["audio"], emb["test"]["audio"][None])]
+        for k, folds in enumerate((params.cross_fit_folds, *params.extra_cross_fit_folds)):
+            link = experiment.cross_fitted(
+                params, "diffusion_link", emb, seed=seed, folds=folds, settings=settings
+            )
+            arms.append(
+                ("diffusion_link" if k == 0 else f"diffusion_link ({folds}-fold)", link["fit"], link["test"])
+            )
+        for name, train, tests in arms:
+            captioner = experiment.fit_captioner(
+                params, f"sup-{name}", *caption_pairs(train, captions), seed=seed
+            )
+            nearest = RetrievalCaptioner().fit(train, first_captions)
+            for decoder, model in [("generative", captioner), ("retrieval", nearest)]:
+                folds_in = {f"fold {f}": test[idx] for f, test in enumerate(tests)}
+                rows, preds = experiment.caption_rows(params, model, folds_in, refs, seed, decoder=decoder)
+                records.append(mean_over_folds(rows, method=name))
+                if seed == params.seeds[0]:
+                    samples[f"{decoder}:{name}"] = preds["fold 0"]
+    return CaptioningStudy(records, samples, [], None)
