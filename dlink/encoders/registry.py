@@ -20,7 +20,8 @@ An options class is a dataclass with
   to `errors`;
 - ``unused_params(errors, **values)``: with another encoder, the names given that it would ignore
   (refused by `resolve_params`), the values still checked;
-- ``as_params()``: the parameter values back (JSON-able, for `Params.as_dict`);
+- ``as_params()``: the parameter values back (JSON-able, for `Params.as_dict`; the class built
+  with no arguments gives the values of parameters not given);
 - ``encoder(device)``: the encoder these options describe.
 
 `embed_split` embeds a whole split (audio + every caption) and caches the result on disk under
@@ -47,8 +48,9 @@ from dlink.encoders.laion import LaionClapOptions
 @dataclass(frozen=True)
 class EncoderEntry:
     """One encoder name: `load(checkpoint, device, **kwargs)` builds it (device already resolved);
-    `options` is its options class (None: it takes no notebook parameters); `pretrained` False
-    means the run trains it on its own "enc" scenes (`dlink.experiment.splits`)."""
+    `options` is its options class (None: it takes no notebook parameters). `pretrained` False means
+    the run trains it on its own "enc" scenes (`dlink.experiment.splits`) with the embedded CLAP's
+    training (`dlink.experiment.encoder`), so only "embedded" is such an encoder."""
 
     name: str
     load: Callable[..., Encoder]
