@@ -20,6 +20,7 @@ import numpy as np
 
 from dlink import paths
 from dlink._io import atomic_write_bytes
+from dlink.encoders.registry import encoder_entry
 from dlink.profiles import CAPDEC_NOISE_VARIANCE  # noqa: F401 (notebook 05 quotes it from here)
 
 SPLITS = ("train", "val", "test")
@@ -45,9 +46,12 @@ def run_key(params) -> str:
         data += "-" + _hash8(str(Path(params.data_root).resolve()))
     if getattr(params, "audiocaps_version", None):  # AudioCaps 1 and 2.0 from one folder are two datasets
         data += "-" + params.audiocaps_version
-    enc = params.encoder if params.encoder != "embedded" else f"embedded-e{params.profile.clap_epochs}"
-    if params.encoder_options is not None and params.encoder_options.checkpoint is not None:
-        enc += "-" + _hash8(str(Path(params.encoder_options.checkpoint).resolve()))
+    enc = params.encoder
+    if not encoder_entry(params.encoder).pretrained:  # trained by the run, for clap_epochs epochs
+        enc += f"-e{params.profile.clap_epochs}"
+    checkpoint = getattr(params.encoder_options, "checkpoint", None)
+    if checkpoint is not None:
+        enc += "-" + _hash8(str(Path(checkpoint).resolve()))
     return f"{data}-{enc}-{params.profile.name}"
 
 
@@ -117,7 +121,7 @@ def _write_skipped(path: Path, split_frames: dict) -> Path:
 
 
 def _n_encoder_scenes(params, n_train: int) -> int:
-    if params.encoder != "embedded":  # a pretrained encoder: its training data is not ours to split
+    if encoder_entry(params.encoder).pretrained:  # its training data is not ours to split
         return 0
     n = int(round(params.profile.encoder_share * n_train))
     if not 1 <= n < n_train:
@@ -148,10 +152,11 @@ def fit_split_table(params) -> str:
 def encoder(params, frame: dict | None = None, seed: int = 0):
     """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
-    if params.encoder_options is not None:  # a pretrained encoder (params.device is resolved)
-        return params.encoder_options.encoder(params.device)
-    from dlink.encoders import registry as encoders
-
+    entry = encoder_entry(params.encoder)
+    if entry.pretrained:  # params.device is resolved
+        if params.encoder_options is not None:
+            return params.encoder_options.encoder(params.device)
+        return entry.load(None, device=params.device)
     frame = frame or splits(params)
     folder = (
         run_dir(params)
@@ -164,7 +169,7 @@ def encoder(params, frame: dict | None = None, seed: int = 0):
         train_embedded_clap(
             frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=params.profile.clap_epochs
         )
-    return encoders.load_encoder("embedded", checkpoint=folder, device=params.device)
+    return entry.load(folder, device=params.device)
 
 
 def embeddings(params, seed: int = 0) -> dict:

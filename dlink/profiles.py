@@ -21,26 +21,28 @@ the user meant even though notebooks execute inside notebooks/.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlink.captioning.lm import folder_problem
+from dlink.checks import absolute_path, hub_online, path_param
 from dlink.device import resolve_device, set_torch_threads
-from dlink.encoders.laion import DEFAULT_AMODEL, LaionClapOptions
+from dlink.encoders.laion import DEFAULT_AMODEL
+from dlink.encoders.registry import ENCODERS, option_classes, option_params
 
 DATASETS = ("embedded", "audiocaps", "clotho")
-ENCODERS = ("embedded", "laion-clap")
 PROFILE_ENV = "DLINK_PROFILE"
 # Set by run_all.sh before it changes into the repository: the directory the user typed the
 # command in, against which every relative path the user passes is resolved.
 USER_CWD_ENV = "DLINK_USER_CWD"
-PATH_PARAMS = ("clap_ckpt", "data_root", "clap_tokenizer")  # plus `lm` when it names a local folder
+# plus the encoders' path options (clap_ckpt, clap_tokenizer: `encoder_path_params`) and `lm`
+# when it names a local folder
+PATH_PARAMS = ("data_root",)
 # Decoders the captioner knows without a folder or the hub (dlink.captioning.captioner / dlink.captioning.lm)
 BUILTIN_LMS = ("scratch", "tiny-random", "smollm2-135m")
-# Where the pretrained LAION-CLAP weights live (the paper's encoder); our machines cannot fetch them.
-LAION_CKPT_URL = "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt"
 
 
 # CapDec's published noise: variance 0.016 per dimension on the unit text embedding (std 0.126; at
@@ -192,9 +194,9 @@ class Params:
     data_root: Path | None
     device: str
     seeds: tuple[int, ...]
-    # the encoder's own options: `LaionClapOptions` for "laion-clap"; None for "embedded", which
-    # the run trains itself and which takes none
-    encoder_options: LaionClapOptions | None = None
+    # the encoder's own options (its registry entry's options class: `LaionClapOptions` for
+    # "laion-clap"); None for an encoder that takes none, such as "embedded"
+    encoder_options: Any = None
     audiocaps_version: str | None = None  # v1 | v2 | None (v1, warning when v2 is there too)
     # share of a split's clips whose audio may be missing or unreadable (None: dlink.data.MAX_MISSING)
     max_missing: float | None = None
@@ -225,21 +227,20 @@ class Params:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for writing next to results); the encoder's options under the
         notebook parameter names that set them."""
-        opts = self.encoder_options or LaionClapOptions()
-        return {
+        out = {
             "profile": self.profile.as_dict(),
             "dataset": self.dataset,
             "encoder": self.encoder,
-            "clap_ckpt": None if opts.checkpoint is None else str(opts.checkpoint),
             "data_root": None if self.data_root is None else str(self.data_root),
             "device": self.device,
             "seeds": list(self.seeds),
-            "clap_tokenizer": None if opts.tokenizer is None else str(opts.tokenizer),
-            "clap_amodel": opts.amodel,
-            "clap_fusion": opts.fusion,
             "audiocaps_version": self.audiocaps_version,
             "max_missing": self.max_missing,
         }
+        for cls in option_classes():  # every encoder's parameters, the unused ones as not given
+            given = self.encoder_options if isinstance(self.encoder_options, cls) else cls()
+            out.update(given.as_params())
+        return {k: out[k] for k in sorted(out, key=lambda k: _PARAM_ORDER.get(k, len(_PARAM_ORDER)))}
 
     def __str__(self) -> str:
         p = self.profile
@@ -247,29 +248,6 @@ class Params:
             f"profile={p.name} dataset={self.dataset}({p.dataset_size}) encoder={self.encoder} "
             f"device={self.device} seeds={list(self.seeds)} lm={p.lm}"
         )
-
-
-def _online(host: str | None = None, timeout: float = 3.0) -> bool:
-    """True when the model hub can be reached (so laion_clap can download its default weights).
-
-    An HTTPS request through urllib, so HTTPS_PROXY / https_proxy / NO_PROXY are honoured as the hub
-    library honours them (a raw socket fails behind a proxy); HF_ENDPOINT names a mirror. Any HTTP
-    answer from the hub, even an error status, means it is reachable."""
-    import urllib.error
-    import urllib.request
-
-    if any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "DLINK_OFFLINE")
-    ):
-        return False
-    url = f"https://{host}" if host else os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):  # URLError, a refused tunnel, a timeout, a malformed HF_ENDPOINT
-        return False
 
 
 def get_profile(profile: str | Profile | None = None) -> Profile:
@@ -311,25 +289,16 @@ def user_cwd() -> Path:
     return Path(os.environ.get(USER_CWD_ENV) or os.getcwd())
 
 
-def _absolute(value: str | os.PathLike, base: Path | None = None) -> Path:
-    """`value` as an absolute, normalised path (relative ones joined to `base`, default the cwd)."""
-    path = Path(value).expanduser()
-    return Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
-
-
-def _path_param(name: str, value, errors: list[str]):
-    """A path parameter as given, or None (with an error) when it is not a non-empty path."""
-    if value is None or (isinstance(value, (str, os.PathLike)) and str(value).strip()):
-        return value
-    errors.append(f"{name} must be a file or folder path (str) or None; got {value!r}")
-    return None
-
-
 def _is_local_lm(lm: str, base: Path | None = None) -> bool:
     """A local folder rather than a hub name ("org/name"): written as a path, or existing."""
     if lm in BUILTIN_LMS:
         return False
-    return lm.startswith(("/", "./", "../", "~", ".\\", "..\\")) or _absolute(lm, base).exists()
+    return lm.startswith(("/", "./", "../", "~", ".\\", "..\\")) or absolute_path(lm, base).exists()
+
+
+def encoder_path_params() -> tuple[str, ...]:
+    """The registered encoders' options that are paths (clap_ckpt, clap_tokenizer)."""
+    return tuple(name for cls in option_classes() for name in cls.PATH_PARAMS)
 
 
 def resolve_user_paths(params: dict[str, Any], base: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -340,37 +309,12 @@ def resolve_user_paths(params: dict[str, Any], base: str | os.PathLike | None = 
     """
     base = Path(base) if base is not None else user_cwd()
     out = dict(params)
-    for key in PATH_PARAMS:
+    for key in PATH_PARAMS + encoder_path_params():
         if isinstance(out.get(key), (str, os.PathLike)):
-            out[key] = str(_absolute(out[key], base))
+            out[key] = str(absolute_path(out[key], base))
     if isinstance(out.get("lm"), str) and _is_local_lm(out["lm"], base):
-        out["lm"] = str(_absolute(out["lm"], base))
+        out["lm"] = str(absolute_path(out["lm"], base))
     return out
-
-
-def _laion_amodels() -> list[str] | None:
-    """Audio towers laion_clap ships configs for (read from its files; nothing is imported)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("laion_clap")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "clap_module" / "model_configs"
-    return sorted(f.stem for f in folder.glob("*.json") if f.stem.startswith(("HTSAT", "PANN"))) or None
-
-
-def _check_tokenizer_folder(folder: Path) -> str | None:
-    """None if `folder` holds a roberta (BPE) tokenizer's files, else what is wrong."""
-    if not folder.is_dir():
-        return f"clap_tokenizer: {folder} is not a folder; pass a local copy of roberta-base's tokenizer"
-    if (folder / "tokenizer.json").is_file() or all(
-        (folder / f).is_file() for f in ("vocab.json", "merges.txt")
-    ):
-        return None
-    return (
-        f"clap_tokenizer: {folder} holds no tokenizer vocabulary; expected vocab.json + merges.txt "
-        "(or tokenizer.json), e.g. from AutoTokenizer.from_pretrained('roberta-base').save_pretrained(folder)"
-    )
 
 
 def _check_captioner(prof: Profile, lm: str | None, errors: list[str]) -> None:
@@ -401,12 +345,12 @@ def _check_lm(lm: Any, errors: list[str]) -> str | None:
     if lm in BUILTIN_LMS:
         return lm
     if _is_local_lm(lm):
-        folder = _absolute(lm)
+        folder = absolute_path(lm)
         problem = folder_problem(folder)
         if problem:
             errors.append(f"lm={lm!r}: {problem}")
         return str(folder)
-    if not _online():
+    if not hub_online():
         try:
             from huggingface_hub import try_to_load_from_cache
 
@@ -448,11 +392,15 @@ def resolve_params(
     or unreadable before loading stops.
     """
     errors: list[str] = []
+    encoder_params = {"clap_ckpt": clap_ckpt, "clap_tokenizer": clap_tokenizer, "clap_amodel": clap_amodel,
+                      "clap_fusion": clap_fusion}  # fmt: skip
+    # a registered encoder's options beyond the ones named above (an encoder added by its own module)
+    encoder_params |= {name: unknown.pop(name) for name in list(unknown) if name in option_params()}
     if unknown:
         errors.append(
             f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
             "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version, "
-            "max_missing"
+            "max_missing" + "".join(f", {name}" for name in option_params() if name not in _PARAM_ORDER)
         )
     try:
         prof = get_profile(profile)
@@ -478,7 +426,7 @@ def resolve_params(
                 f"max_missing={max_missing!r} applies to dataset='audiocaps' or 'clotho' (their audio "
                 f"can be missing); dataset={dataset!r} has none to skip"
             )
-    ckpt, tok = _check_encoder(encoder, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors)
+    encoder_options = _check_encoder(encoder, encoder_params, errors)
     lm_value = _check_lm(lm, errors)
 
     _check_captioner(prof, lm_value, errors)
@@ -497,14 +445,14 @@ def resolve_params(
         data_root=root,
         device=resolved_device,
         seeds=seed_tuple,
-        encoder_options=(
-            LaionClapOptions(checkpoint=ckpt, tokenizer=tok, amodel=clap_amodel, fusion=clap_fusion)
-            if encoder == "laion-clap"
-            else None
-        ),
+        encoder_options=encoder_options,
         audiocaps_version=audiocaps_version,
         max_missing=max_missing,
     )
+
+
+# Params.as_dict lists the parameters in this order (then those only an added encoder takes)
+_PARAM_ORDER = {name: i for i, name in enumerate(inspect.signature(resolve_params).parameters)}
 
 
 def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
@@ -512,7 +460,7 @@ def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
     if dataset not in DATASETS:
         errors.append(f"dataset={dataset!r} is not known; valid: {', '.join(DATASETS)}")
     root = None
-    data_root = _path_param("data_root", data_root, errors)
+    data_root = path_param("data_root", data_root, errors)
     if dataset in ("audiocaps", "clotho"):
         if data_root is None:
             errors.append(
@@ -521,7 +469,7 @@ def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
                 f"e.g. data_root='/data/{dataset}'"
             )
         else:
-            root = _absolute(data_root)
+            root = absolute_path(data_root)
             if not root.is_dir():
                 errors.append(
                     f"data_root={str(data_root)!r} -> {root} is not a folder; pass the {dataset} folder"
@@ -533,45 +481,23 @@ def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:
     return root
 
 
-def _check_encoder(encoder: str, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, errors: list[str]):
-    """The encoder name and the LAION-CLAP options: (checkpoint, tokenizer folder), absolute or None."""
-    if encoder not in ENCODERS:
+def _check_encoder(encoder: str, values: dict[str, Any], errors: list[str]):
+    """The encoder name and its options (built by its entry's options class; None if it takes none).
+
+    A parameter of another encoder's options is refused when that class says it was given."""
+    entry = ENCODERS.get(encoder)
+    if entry is None:
         errors.append(f"encoder={encoder!r} is not known; valid: {', '.join(ENCODERS)}")
-    ckpt = None
-    clap_ckpt = _path_param("clap_ckpt", clap_ckpt, errors)
-    clap_tokenizer = _path_param("clap_tokenizer", clap_tokenizer, errors)
-    if clap_ckpt is not None:
-        ckpt = _absolute(clap_ckpt)
-        if encoder != "laion-clap":
-            errors.append(f"clap_ckpt is only used with encoder='laion-clap', not {encoder!r}; drop it")
-        elif not ckpt.is_file():
-            errors.append(
-                f"clap_ckpt={str(clap_ckpt)!r} -> {ckpt} does not exist; download it from {LAION_CKPT_URL}"
-            )
-    elif encoder == "laion-clap" and not _online():
-        errors.append(
-            "encoder='laion-clap' without clap_ckpt needs the model hub, which is not reachable here: "
-            f"download 630k-audioset-best.pt on a machine with internet ({LAION_CKPT_URL}) "
-            "and pass clap_ckpt='/path/to/630k-audioset-best.pt'"
-        )
-    tok = None
-    if clap_tokenizer is not None:
-        tok = _absolute(clap_tokenizer)
-        if encoder != "laion-clap":
-            errors.append(f"clap_tokenizer is only used with encoder='laion-clap', not {encoder!r}; drop it")
-        elif problem := _check_tokenizer_folder(tok):
-            errors.append(f"{problem} (clap_tokenizer={str(clap_tokenizer)!r})")
-    amodels = _laion_amodels()
-    if not isinstance(clap_amodel, str) or (amodels is not None and clap_amodel not in amodels):
-        errors.append(
-            f"clap_amodel={clap_amodel!r} is not a LAION-CLAP audio model; valid: {', '.join(amodels or [])} "
-            "(HTSAT-tiny for 630k-*.pt, HTSAT-base for music_audioset_epoch_15_esc_90.14.pt)"
-        )
-    if not isinstance(clap_fusion, bool):
-        errors.append(
-            f"clap_fusion must be True (630k-*-fusion-best.pt checkpoints) or False; got {clap_fusion!r}"
-        )
-    return ckpt, tok
+    options = None
+    for cls, owners in option_classes().items():
+        given = {name: values[name] for name in cls.PARAMS if name in values}
+        if entry is not None and cls is entry.options:
+            options = cls.from_params(errors, **given)
+            continue
+        for name in cls.unused_params(errors, **given):
+            used_with = " or ".join(f"encoder={owner!r}" for owner in owners)
+            errors.append(f"{name} is only used with {used_with}, not {encoder!r}; drop it")
+    return options
 
 
 def _check_device(device: str, prof: Profile, errors: list[str]) -> str:

@@ -173,7 +173,7 @@ def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
     import socket
     import threading
 
-    from dlink import profiles
+    from dlink.checks import hub_online
 
     seen = []
     server = socket.socket()
@@ -192,13 +192,13 @@ def test_the_hub_check_goes_through_the_https_proxy(monkeypatch):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
     try:
-        assert profiles._online("hub.example.invalid", timeout=5) is False  # the tunnel was refused
+        assert hub_online("hub.example.invalid", timeout=5) is False  # the tunnel was refused
     finally:
         server.close()
     t.join(5)
     assert seen and seen[0].startswith(b"CONNECT hub.example.invalid:443 ")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert profiles._online() is False
+    assert hub_online() is False
 
 
 def test_a_profiles_captioner_settings_reach_the_captioner_and_must_suit_its_lm(monkeypatch, tmp_path):

@@ -130,7 +130,7 @@ def test_audio_is_read_in_one_module_that_needs_no_dataset_code():
 
 # The top level holds the infrastructure, the dataset and the glue; the science lives in subpackages
 TOP_LEVEL = {
-    "__main__", "_io", "arrays", "audio", "cache", "data", "device", "distributed", "experiment",
+    "__main__", "_io", "arrays", "audio", "cache", "checks", "data", "device", "distributed", "experiment",
     "paths", "profiles", "sessions", "sounds", "studies",
 }  # fmt: skip
 SUBPACKAGES = {"bridges", "encoders", "captioning", "evaluation", "runner"}

@@ -41,11 +41,13 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dlink import paths
 from dlink.cache import file_sha256
+from dlink.checks import absolute_path, hub_online, path_param
 from dlink.encoders.base import Encoder, fit_length
 
 SAMPLE_RATE = 48000
@@ -354,6 +356,47 @@ def guess_architecture(sd: dict) -> dict:
     return guess
 
 
+# Where the pretrained LAION-CLAP weights live (the paper's encoder); our machines cannot fetch them.
+LAION_CKPT_URL = _HUB + "630k-audioset-best.pt"
+
+
+def _laion_amodels() -> list[str] | None:
+    """Audio towers laion_clap ships configs for (read from its files; nothing is imported)."""
+    spec = importlib.util.find_spec("laion_clap")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "clap_module" / "model_configs"
+    return sorted(f.stem for f in folder.glob("*.json") if f.stem.startswith(("HTSAT", "PANN"))) or None
+
+
+def _check_tokenizer_folder(folder: Path) -> str | None:
+    """None if `folder` holds a roberta (BPE) tokenizer's files, else what is wrong."""
+    if not folder.is_dir():
+        return f"clap_tokenizer: {folder} is not a folder; pass a local copy of roberta-base's tokenizer"
+    if (folder / "tokenizer.json").is_file() or all(
+        (folder / f).is_file() for f in ("vocab.json", "merges.txt")
+    ):
+        return None
+    return (
+        f"clap_tokenizer: {folder} holds no tokenizer vocabulary; expected vocab.json + merges.txt "
+        "(or tokenizer.json), e.g. from AutoTokenizer.from_pretrained('roberta-base').save_pretrained(folder)"
+    )
+
+
+def _check_tower(clap_amodel, clap_fusion, errors: list[str]) -> None:
+    """clap_amodel must name an audio tower laion_clap ships; clap_fusion must be a bool."""
+    amodels = _laion_amodels()
+    if not isinstance(clap_amodel, str) or (amodels is not None and clap_amodel not in amodels):
+        errors.append(
+            f"clap_amodel={clap_amodel!r} is not a LAION-CLAP audio model; valid: {', '.join(amodels or [])} "
+            "(HTSAT-tiny for 630k-*.pt, HTSAT-base for music_audioset_epoch_15_esc_90.14.pt)"
+        )
+    if not isinstance(clap_fusion, bool):
+        errors.append(
+            f"clap_fusion must be True (630k-*-fusion-best.pt checkpoints) or False; got {clap_fusion!r}"
+        )
+
+
 @dataclass(frozen=True)
 class LaionClapOptions:
     """What a run with encoder="laion-clap" knows of its encoder (a notebook's clap_* parameters).
@@ -361,13 +404,82 @@ class LaionClapOptions:
     checkpoint: the user's weights file (None: laion_clap downloads the published one, internet
     only); tokenizer: a local roberta-base tokenizer folder (offline); amodel: the audio tower
     (HTSAT-tiny for 630k-*, HTSAT-base for music_audioset_epoch_15_esc_90.14); fusion: the
-    630k-*-fusion-best.pt checkpoints. Checked by `dlink.profiles.resolve_params`.
+    630k-*-fusion-best.pt checkpoints. Built and checked by `from_params`, which
+    `dlink.profiles.resolve_params` calls with the notebook parameters named in `PARAMS`.
     """
+
+    # the notebook parameters that set these options, with the value each has when not given
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "clap_ckpt": None,
+        "clap_tokenizer": None,
+        "clap_amodel": DEFAULT_AMODEL,
+        "clap_fusion": False,
+    }
+    PATH_PARAMS: ClassVar[tuple[str, ...]] = ("clap_ckpt", "clap_tokenizer")  # relative to the user's cwd
 
     checkpoint: Path | None = None
     tokenizer: Path | None = None
     amodel: str = DEFAULT_AMODEL
     fusion: bool = False
+
+    @classmethod
+    def from_params(
+        cls,
+        errors: list[str],
+        clap_ckpt=None,
+        clap_tokenizer=None,
+        clap_amodel=DEFAULT_AMODEL,
+        clap_fusion=False,
+    ) -> LaionClapOptions:
+        """The options of a run with encoder="laion-clap"; each problem is appended to `errors`
+        (paths made absolute, errors naming the absolute path tried)."""
+        clap_ckpt = path_param("clap_ckpt", clap_ckpt, errors)
+        clap_tokenizer = path_param("clap_tokenizer", clap_tokenizer, errors)
+        ckpt = tok = None
+        if clap_ckpt is not None:
+            ckpt = absolute_path(clap_ckpt)
+            if not ckpt.is_file():
+                errors.append(
+                    f"clap_ckpt={str(clap_ckpt)!r} -> {ckpt} does not exist; download it from {LAION_CKPT_URL}"
+                )
+        elif not hub_online():
+            errors.append(
+                "encoder='laion-clap' without clap_ckpt needs the model hub, which is not reachable here: "
+                f"download 630k-audioset-best.pt on a machine with internet ({LAION_CKPT_URL}) "
+                "and pass clap_ckpt='/path/to/630k-audioset-best.pt'"
+            )
+        if clap_tokenizer is not None:
+            tok = absolute_path(clap_tokenizer)
+            if problem := _check_tokenizer_folder(tok):
+                errors.append(f"{problem} (clap_tokenizer={str(clap_tokenizer)!r})")
+        _check_tower(clap_amodel, clap_fusion, errors)
+        return cls(checkpoint=ckpt, tokenizer=tok, amodel=clap_amodel, fusion=clap_fusion)
+
+    @classmethod
+    def unused_params(
+        cls,
+        errors: list[str],
+        clap_ckpt=None,
+        clap_tokenizer=None,
+        clap_amodel=DEFAULT_AMODEL,
+        clap_fusion=False,
+    ) -> list[str]:
+        """With another encoder: the parameters given that it would ignore (clap_ckpt, clap_tokenizer).
+        clap_amodel and clap_fusion only describe the checkpoint, so without one they change nothing
+        and are not refused; every value is still checked, so a typo is reported whichever encoder."""
+        given = {"clap_ckpt": clap_ckpt, "clap_tokenizer": clap_tokenizer}
+        unused = [name for name, value in given.items() if path_param(name, value, errors) is not None]
+        _check_tower(clap_amodel, clap_fusion, errors)
+        return unused
+
+    def as_params(self) -> dict[str, Any]:
+        """The notebook parameters that give these options (JSON-able)."""
+        return {
+            "clap_ckpt": None if self.checkpoint is None else str(self.checkpoint),
+            "clap_tokenizer": None if self.tokenizer is None else str(self.tokenizer),
+            "clap_amodel": self.amodel,
+            "clap_fusion": self.fusion,
+        }
 
     def loader_kwargs(self) -> dict:
         """Keyword arguments of `LaionClap` beyond checkpoint and device."""

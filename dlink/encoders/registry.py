@@ -6,6 +6,24 @@ Two encoders implement `dlink.encoders.base.Encoder`:
 - ``"embedded"`` (`dlink.encoders.embedded_clap`): a small CLAP we train offline on the embedded data set
   (frozen pretrained towers + contrastive projection heads).
 
+`ENCODERS` maps each name to its `EncoderEntry`: how to load it, its options class and whether it
+is pretrained elsewhere. Everything else (`load_encoder`, `dlink.profiles.resolve_params`,
+`dlink.experiment`) asks the entry, so a new encoder is one module that calls `register_encoder`
+when imported (import it before resolving parameters that name it). The two built-ins are listed
+at the end of this module with loaders that import their module on first use: resolving a
+notebook's parameters imports neither torch nor laion_clap (`LaionClapOptions` is light).
+
+An options class is a dataclass with
+- ``PARAMS``: {notebook parameter name: its value when not given}; `resolve_params` takes these names;
+- ``PATH_PARAMS``: those of them that are paths (made absolute against the user's directory);
+- ``from_params(errors, **values)``: the options of a run with this encoder, each problem appended
+  to `errors`;
+- ``unused_params(errors, **values)``: with another encoder, the names given that it would ignore
+  (refused by `resolve_params`), the values still checked;
+- ``as_params()``: the parameter values back (JSON-able, for `Params.as_dict`; the class built
+  with no arguments gives the values of parameters not given);
+- ``encoder(device)``: the encoder these options describe.
+
 `embed_split` embeds a whole split (audio + every caption) and caches the result on disk under
 ``CACHE/embeddings`` keyed by the encoder's fingerprint and the CONTENT of the inputs (file bytes,
 waveform bytes, caption strings), so a rerun, a renamed file or a copied data folder costs nothing,
@@ -15,14 +33,64 @@ and a changed checkpoint or a changed clip never returns a stale embedding.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from dlink.cache import cached, content_key
 from dlink.device import resolve_device
 from dlink.encoders.base import Encoder, fit_length, l2_normalize, validate_texts  # noqa: F401 (public here too)
+from dlink.encoders.laion import LaionClapOptions
 
-ENCODERS = ("embedded", "laion-clap")
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    """One encoder name: `load(checkpoint, device, **kwargs)` builds it (device already resolved);
+    `options` is its options class (None: it takes no notebook parameters). `pretrained` False means
+    the run trains it on its own "enc" scenes (`dlink.experiment.splits`) with the embedded CLAP's
+    training (`dlink.experiment.encoder`), so only "embedded" is such an encoder."""
+
+    name: str
+    load: Callable[..., Encoder]
+    options: type | None = None
+    pretrained: bool = True
+
+
+# name -> entry; iterating gives the names, in the order they were registered
+ENCODERS: dict[str, EncoderEntry] = {}
+
+
+def register_encoder(
+    name: str, load: Callable[..., Encoder], options: type | None = None, pretrained: bool = True
+) -> EncoderEntry:
+    """Make `name` usable by `load_encoder` and as a notebook's `encoder` parameter."""
+    if name in ENCODERS:
+        raise ValueError(f"encoder {name!r} is registered already")
+    ENCODERS[name] = entry = EncoderEntry(name, load, options, pretrained)
+    return entry
+
+
+def encoder_entry(name: str) -> EncoderEntry:
+    """The entry of a registered encoder (ValueError naming the registered ones otherwise)."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {tuple(ENCODERS)}")
+    return ENCODERS[name]
+
+
+def option_classes() -> dict[type, list[str]]:
+    """Every registered options class, with the names of the encoders that take it."""
+    out: dict[type, list[str]] = {}
+    for entry in ENCODERS.values():
+        if entry.options is not None:
+            out.setdefault(entry.options, []).append(entry.name)
+    return out
+
+
+def option_params() -> dict[str, Any]:
+    """{notebook parameter name: its value when not given} of every registered options class."""
+    return {name: default for cls in option_classes() for name, default in cls.PARAMS.items()}
 
 
 def load_encoder(
@@ -35,20 +103,24 @@ def load_encoder(
       (`amodel`, `tmodel`, `enable_fusion`, `tokenizer`, `download`) go to `dlink.encoders.laion.LaionClap`.
     """
     device = resolve_device(device)  # "gpu0" fails here, naming the argument, not deep in torch
-    if name == "embedded":
-        from dlink.encoders.embedded_clap import EmbeddedClap
+    return encoder_entry(name).load(checkpoint, device=device, **kwargs)
 
-        if checkpoint is None:
-            raise ValueError(
-                "load_encoder('embedded') needs checkpoint=<folder from train_embedded_clap>; "
-                "train one with dlink.encoders.embedded_clap.train_embedded_clap(train_df, val_df, out=folder)"
-            )
-        return EmbeddedClap.load(checkpoint, device=device, **kwargs)
-    if name == "laion-clap":
-        from dlink.encoders.laion import LaionClap
 
-        return LaionClap(checkpoint=checkpoint, device=device, **kwargs)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+def _load_embedded(checkpoint, device: str, **kwargs) -> Encoder:
+    from dlink.encoders.embedded_clap import EmbeddedClap
+
+    if checkpoint is None:
+        raise ValueError(
+            "load_encoder('embedded') needs checkpoint=<folder from train_embedded_clap>; "
+            "train one with dlink.encoders.embedded_clap.train_embedded_clap(train_df, val_df, out=folder)"
+        )
+    return EmbeddedClap.load(checkpoint, device=device, **kwargs)
+
+
+def _load_laion(checkpoint, device: str, **kwargs) -> Encoder:
+    from dlink.encoders.laion import LaionClap
+
+    return LaionClap(checkpoint=checkpoint, device=device, **kwargs)
 
 
 def embed_split(encoder: Encoder, df, cache: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
@@ -89,3 +161,7 @@ def embed_split(encoder: Encoder, df, cache: bool = True, progress: bool = True)
         enabled=use,
     )
     return {"audio": audio.astype(np.float32), "text": text.reshape(len(df), n_cap, -1).astype(np.float32)}
+
+
+register_encoder("embedded", _load_embedded, pretrained=False)
+register_encoder("laion-clap", _load_laion, options=LaionClapOptions)

@@ -239,9 +239,11 @@ def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
 def _resolve_params_names() -> set[str]:
     import inspect
 
+    from dlink.encoders.registry import option_params
     from dlink.profiles import resolve_params
 
-    return set(inspect.signature(resolve_params).parameters) - {"profile", "unknown"}
+    # an encoder's options reach resolve_params through **unknown when not in its signature
+    return (set(inspect.signature(resolve_params).parameters) | set(option_params())) - {"profile", "unknown"}
 
 
 def _expand_options(params: dict[str, Any]) -> dict[str, Any]:
