@@ -16,7 +16,7 @@ One process (what the notebooks do) stays the default; this module adds, for Aud
         --dataset audiocaps --data-root AUDIOCAPS_ROOT --clap-ckpt 630k-audioset-best.pt \\
         --clap-tokenizer roberta-base/ --workers 4 --batch-size 64
     torchrun --standalone --nproc_per_node 4 -m dlink.distributed train-captioner \\
-        --embeddings X.npy --captions captions.json --out captioner/ --lm gpt2 --epochs 10
+        --embeddings embeddings.npy --captions captions.json --out captioner/ --lm gpt2 --epochs 10
 
 Backend: nccl when CUDA is available (one GPU per rank, cuda:LOCAL_RANK), gloo on CPU. Without
 torchrun (no WORLD_SIZE in the environment) the same commands run as one process.
@@ -186,10 +186,10 @@ def extract_split(
 
 
 def train_captioner(
-    X, captions: list[str], config=None, device: str = "cpu", val=None, progress: bool = False
+    embeddings, captions: list[str], config=None, device: str = "cpu", val=None, progress: bool = False
 ):
     """`dlink.captioning.aac.train_captioner` by every rank of the job together (DDP): a PrefixCaptioner fitted on
-    X (N, D) + N captions. Single process (no torchrun): exactly `PrefixCaptioner(config).fit(...)`. Returns the captioner
+    embeddings (N, D) + N captions. Single process (no torchrun): exactly `PrefixCaptioner(config).fit(...)`. Returns the captioner
     on every rank; its weights are identical across ranks.
     """
     from dlink.captioning.captioner import CaptionerConfig, PrefixCaptioner
@@ -197,7 +197,7 @@ def train_captioner(
     if isinstance(config, dict):
         config = CaptionerConfig(**config)
     cls = _ddp_captioner_class() if _dist() is not None else PrefixCaptioner
-    return cls(config, device=device).fit(X, captions, val=val, progress=progress)
+    return cls(config, device=device).fit(embeddings, captions, val=val, progress=progress)
 
 
 @functools.cache
@@ -337,17 +337,17 @@ def _extract(args, rank: int, world: int, device: str) -> None:
 def _train_captioner(args, rank: int, world: int, device: str) -> None:
     from dlink.captioning.captioner import CaptionerConfig
 
-    X = np.load(args.embeddings, allow_pickle=False)
+    embeddings = np.load(args.embeddings, allow_pickle=False)
     captions = json.loads(Path(args.captions).read_text())
     if not (isinstance(captions, list) and all(isinstance(c, str) for c in captions)):
         raise ValueError(f"--captions {Path(args.captions).resolve()} must hold a JSON list of strings")
-    if X.ndim != 2 or len(X) != len(captions):
-        raise ValueError(f"--embeddings {args.embeddings} has shape {X.shape}; expected ({len(captions)}, D), "
+    if embeddings.ndim != 2 or len(embeddings) != len(captions):
+        raise ValueError(f"--embeddings {args.embeddings} has shape {embeddings.shape}; expected ({len(captions)}, D), "
                          f"one row per caption in {args.captions}")  # fmt: skip
     cfg = dict(lm=args.lm, epochs=args.epochs, seed=args.seed)
     if args.batch_size:
         cfg["batch_size"] = args.batch_size
-    cap = train_captioner(X, captions, CaptionerConfig(**cfg), device=device)
+    cap = train_captioner(embeddings, captions, CaptionerConfig(**cfg), device=device)
     digest = weights_sha256(cap)
     digests = [None] * world
     if world > 1:

@@ -361,11 +361,11 @@ def _save_npz(path: Path, arrays: dict) -> Path:
 
 
 def fit_captioner(
-    params, name: str, X, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
+    params, name: str, embeddings, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
 ):
-    """Train (or load the cached) PrefixCaptioner `name` on X (N, D) with N captions.
+    """Train (or load the cached) PrefixCaptioner `name` on embeddings (N, D) with N captions.
 
-    Decoder, epochs and beams come from the profile; `val` = (X_val, captions_val) logs a validation
+    Decoder, epochs and beams come from the profile; `val` = (val_embeddings, val_captions) logs a validation
     loss per epoch (the curves notebook 05 draws). Cached per inputs, config and code. A pretrained
     LM's fit (minutes to hours) writes its training state after every epoch to <folder>.partial and a
     rerun resumes after the last finished epoch; the scratch decoder's (seconds) reruns whole.
@@ -379,7 +379,7 @@ def fit_captioner(
         lm=params.profile.lm, epochs=params.profile.captioner_epochs, beams=params.profile.beams, seed=seed
     )
     cfg.update(dict(params.profile.captioner), **overrides)
-    digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    digest = hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
     code = _code_hash("captioning/captioner", "captioning/lm")
     digest.update(json.dumps([cfg, captions, code, val is not None], sort_keys=True).encode())
     folder = run_dir(params) / "captioners" / f"{name}-{digest.hexdigest()[:10]}"
@@ -387,7 +387,7 @@ def fit_captioner(
     if cache and (folder / "config.json").is_file():
         cap = PrefixCaptioner.load(folder, device=params.device)
     else:
-        cap = train_captioner(X, captions, cfg, device=params.device, val=val, checkpoint=partial)
+        cap = train_captioner(embeddings, captions, cfg, device=params.device, val=val, checkpoint=partial)
         if cache:
             cap.save(folder)
         if partial is not None:

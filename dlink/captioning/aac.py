@@ -40,7 +40,7 @@ def caption_pairs(emb, captions) -> tuple[np.ndarray, list[str]]:
 
     emb: (N, D) one embedding per item (audio, or a per-item text embedding), repeated for each of
     its captions; or (N, C, D) one embedding per caption (text embeddings of the captions themselves).
-    captions: N lists of captions. Returns X (sum of list lengths, D) float32 and the flat captions.
+    captions: N lists of captions. Returns the embeddings (sum of list lengths, D) float32 and the flat captions.
     """
     emb = np.asarray(emb, dtype=np.float32)
     _check_captions(captions, emb.shape[0] if emb.ndim in (2, 3) else -1)
@@ -68,18 +68,19 @@ def subsample(n: int, size: int | None, seed: int = 0) -> np.ndarray:
 
 
 def train_captioner(
-    X,
+    embeddings,
     captions: list[str],
     config: CaptionerConfig | dict | None = None,
     device: str = "auto",
     val=None,
     checkpoint=None,
 ) -> PrefixCaptioner:
-    """A fresh PrefixCaptioner trained on X (N, D) with captions (N strings). val: (X_val, captions_val).
+    """A fresh PrefixCaptioner trained on embeddings (N, D) with captions (N strings). val: (val_embeddings,
+    val_captions).
     checkpoint: a folder for the per-epoch training state (resumed from when it holds one)."""
     if isinstance(config, dict):
         config = CaptionerConfig(**config)
-    return PrefixCaptioner(config, device=device).fit(X, captions, val=val, checkpoint=checkpoint)
+    return PrefixCaptioner(config, device=device).fit(embeddings, captions, val=val, checkpoint=checkpoint)
 
 
 def evaluate(

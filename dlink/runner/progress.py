@@ -1,6 +1,6 @@
 """Live progress of a notebook that papermill executes: what `./run_all.sh` shows while it runs.
 
-- one line when each code cell starts: `[04_gap 7/31] tables = X.gap_table(...)` (its first line
+- one line when each code cell starts: `[04_gap 7/31] tables = experiment.gap_table(...)` (its first line
   of code), so the terminal says what is running;
 - the kernel's own output as it arrives (prints, log lines and the tqdm bars of dlink's loops),
   relayed through papermill's stdout_file / stderr_file hooks;
