@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import paper_fixtures as F
+import paper_fixtures as fixtures
 import pytest
 
 from dlink import data, paths
@@ -16,7 +16,7 @@ def _scratch_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("layout", ["v1", "v2", "flat"])
 def test_audiocaps_layouts_read_alike(tmp_path, layout):
-    F.make_audiocaps(tmp_path, layout=layout, counts=(3, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, layout=layout, counts=(3, 2, 2), seconds=0.2)
     train = data.load_split("train", dataset="audiocaps", root=tmp_path)
     test = data.load_split("test", dataset="audiocaps", root=tmp_path)
     assert len(train) == 3 and all(len(c) == 1 for c in train["captions"])
@@ -27,7 +27,7 @@ def test_audiocaps_layouts_read_alike(tmp_path, layout):
 
 
 def test_audiocaps_train_clips_keep_the_same_caption_count(tmp_path):
-    F.make_audiocaps(tmp_path, counts=(3, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, counts=(3, 2, 2), seconds=0.2)
     csv = tmp_path / "AUDIOCAPS" / "csv_files_v1" / "train.csv"
     first = csv.read_text().splitlines()[1].split(",")
     csv.write_text(csv.read_text() + f"999,{first[1]},{first[2]},A second caption for clip zero\n")
@@ -38,7 +38,7 @@ def test_audiocaps_train_clips_keep_the_same_caption_count(tmp_path):
 
 
 def test_audiocaps_bad_csvs_name_the_file(tmp_path):
-    F.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
     csv = tmp_path / "AUDIOCAPS" / "csv_files_v1" / "val.csv"
     lines = csv.read_text().splitlines()
     lines[3] = lines[3].replace(",30,", ",thirty,")  # clip 0 starts at 30 s
@@ -64,23 +64,23 @@ def test_a_folder_of_another_layout_names_the_expected_files(tmp_path):
 
 
 def test_clotho_layout(tmp_path):
-    F.make_clotho(tmp_path, counts=(2, 2, 3), seconds=0.2)
+    fixtures.make_clotho(tmp_path, counts=(2, 2, 3), seconds=0.2)
     test = data.load_split("test", dataset="clotho", root=tmp_path)
     assert list(test["id"]) == [f"evaluation clip {i:02d}.wav" for i in range(3)]
     assert all(len(c) == 5 for c in test["captions"])
 
 
 def test_csv_file_names_outside_data_root_are_refused(tmp_path):
-    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 2), seconds=0.2)
+    root = fixtures.make_clotho(tmp_path / "clotho", counts=(2, 2, 2), seconds=0.2)
     secret = tmp_path / "secret.wav"
-    F._tone(secret, 0.2, 44100, 440)
+    fixtures._tone(secret, 0.2, 44100, 440)
     csv = root / "CLOTHO_v2.1" / "clotho_csv_files" / "clotho_captions_evaluation.csv"
     text = csv.read_text()
     for bad in ("../../../../secret.wav", str(secret)):
         csv.write_text(text.replace("evaluation clip 01.wav", bad))
         with pytest.raises(ValueError, match=rf"{csv}, data row 2: file_name .*points outside data_root"):
             data.load_split("test", dataset="clotho", root=root)
-    F.make_audiocaps(tmp_path / "ac", counts=(2, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path / "ac", counts=(2, 2, 2), seconds=0.2)
     csv = tmp_path / "ac" / "AUDIOCAPS" / "csv_files_v1" / "test.csv"
     csv.write_text(csv.read_text().replace("tev1Yt001", "../../../../secret", 1))
     with pytest.raises(ValueError, match=rf"{csv}, data row \d+: youtube_id '../../../../secret'"):
@@ -88,7 +88,7 @@ def test_csv_file_names_outside_data_root_are_refused(tmp_path):
 
 
 def test_missing_and_undecodable_audio_is_counted_listed_and_bounded(tmp_path):
-    F.make_audiocaps(tmp_path, counts=(2, 10, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, counts=(2, 10, 2), seconds=0.2)
     audio = tmp_path / "AUDIOCAPS" / "audio_32000Hz" / "val"
     files = sorted(audio.iterdir())
     files[0].unlink()
@@ -128,7 +128,7 @@ def _damage(path, how: str) -> None:
 def test_damaged_content_behind_a_valid_header_is_skipped_not_fatal(tmp_path):
     from dlink import experiment
 
-    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 10), seconds=0.2)
+    root = fixtures.make_clotho(tmp_path / "clotho", counts=(2, 2, 10), seconds=0.2)
     audio = root / "CLOTHO_v2.1" / "clotho_audio_files" / "evaluation"
     files = sorted(audio.iterdir())
     for f, how in zip(files[:3], ("nan", "silent", "short"), strict=True):
@@ -150,7 +150,7 @@ def test_damaged_content_behind_a_valid_header_is_skipped_not_fatal(tmp_path):
 
 
 def test_the_audio_check_runs_once_per_file_state(tmp_path, monkeypatch):
-    root = F.make_clotho(tmp_path / "clotho", counts=(2, 2, 3), seconds=0.2)
+    root = fixtures.make_clotho(tmp_path / "clotho", counts=(2, 2, 3), seconds=0.2)
     assert len(data.load_split("test", dataset="clotho", root=root)) == 3
     calls = []
     real = data.unreadable
@@ -176,8 +176,8 @@ def test_the_skipped_list_is_written_beside_the_results(tmp_path):
 
 
 def test_audiocaps_version_picks_the_captions_and_both_present_warns(tmp_path):
-    F.make_audiocaps(tmp_path, layout="v1", counts=(2, 2, 2), seconds=0.2)
-    F.make_audiocaps(tmp_path, layout="v2", counts=(2, 2, 3), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, layout="v1", counts=(2, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, layout="v2", counts=(2, 2, 3), seconds=0.2)
     with pytest.warns(UserWarning, match="holds AudioCaps 1 and 2.0 captions; using AudioCaps 1"):
         assert len(data.load_split("test", dataset="audiocaps", root=tmp_path)) == 2
     v2 = data.load_split("test", dataset="audiocaps", root=tmp_path, audiocaps_version="v2")
@@ -189,7 +189,7 @@ def test_audiocaps_version_picks_the_captions_and_both_present_warns(tmp_path):
 
 @pytest.mark.parametrize("folder, name", [("audio_16000Hz", "Y{yid}.wav"), ("audio", "{yid}.wav")])
 def test_audiocaps_mirror_layouts(tmp_path, folder, name):
-    F.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, counts=(2, 2, 2), seconds=0.2)
     base = tmp_path / "AUDIOCAPS"
     (base / folder).mkdir(exist_ok=True)
     (base / "audio_32000Hz" / "test").rename(base / folder / "test")
@@ -205,7 +205,7 @@ def test_audiocaps_mirror_layouts(tmp_path, folder, name):
 def test_clotho_dcase_layout(tmp_path):
     import shutil
 
-    F.make_clotho(tmp_path / "aac", counts=(2, 2, 3), seconds=0.2)
+    fixtures.make_clotho(tmp_path / "aac", counts=(2, 2, 3), seconds=0.2)
     src = tmp_path / "aac" / "CLOTHO_v2.1"
     dcase = tmp_path / "dcase"
     dcase.mkdir()
@@ -218,7 +218,7 @@ def test_clotho_dcase_layout(tmp_path):
 
 def test_a_truncated_wav_warns(tmp_path):
     f = tmp_path / "clip.wav"
-    F._tone(f, 1.0, 32000, 440)
+    fixtures._tone(f, 1.0, 32000, 440)
     raw = f.read_bytes()
     f.write_bytes(raw[: len(raw) // 2])
     with pytest.warns(
@@ -232,7 +232,7 @@ def test_a_truncated_wav_warns(tmp_path):
 def test_max_missing_is_a_share_below_one(tmp_path, bad):
     from dlink.profiles import resolve_params
 
-    root = F.make_clotho(tmp_path, counts=(2, 2, 2), seconds=0.2)
+    root = fixtures.make_clotho(tmp_path, counts=(2, 2, 2), seconds=0.2)
     with pytest.raises(ValueError, match=rf"max_missing={bad!r} must be a number with 0 <= max_missing < 1"):
         data.load_split("test", dataset="clotho", root=root, max_missing=bad)
     if bad is not None:  # None is resolve_params' "the loader's default"
@@ -245,7 +245,7 @@ def test_max_missing_reaches_the_loader_from_the_run_parameters(tmp_path, monkey
     from dlink.profiles import resolve_params
 
     monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")  # the cache: _scratch_cache
-    root = F.make_clotho(tmp_path / "clotho", counts=(4, 4, 4), seconds=0.2)
+    root = fixtures.make_clotho(tmp_path / "clotho", counts=(4, 4, 4), seconds=0.2)
     (root / "CLOTHO_v2.1" / "clotho_audio_files" / "development" / "development clip 00.wav").unlink()
     assert resolve_params(profile="smoke", dataset="clotho", data_root=str(root)).max_missing is None
     with pytest.raises(ValueError, match=r"1 of 4 clips \(25%\).*max_missing=20%"):

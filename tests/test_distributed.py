@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 
 pytest.importorskip("dlink.encoders.laion")
-import paper_fixtures as F  # noqa: E402
+import paper_fixtures as fixtures  # noqa: E402
 
-from dlink import distributed as D  # noqa: E402
+from dlink import distributed  # noqa: E402
 from dlink.cache import content_key  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
-    vocab = F.make_roberta_tokenizer(d / "tok")
-    F.make_laion_checkpoint(d / "clap.pt", vocab, position_ids=False)
-    F.make_audiocaps(d / "ac", layout="v1", counts=(3, 1, 2))
+    vocab = fixtures.make_roberta_tokenizer(d / "tok")
+    fixtures.make_laion_checkpoint(d / "clap.pt", vocab, position_ids=False)
+    fixtures.make_audiocaps(d / "ac", layout="v1", counts=(3, 1, 2))
     return d
 
 
@@ -47,7 +47,7 @@ def _torchrun(user: Path, *args: str) -> subprocess.CompletedProcess:
 def test_dataloader_extraction_equals_the_encoders_own(user, enc):
     files = sorted((user / "ac" / "AUDIOCAPS" / "audio_32000Hz" / "test").glob("*.flac"))
     ref = enc.embed_audio(files, progress=False)  # batch of 2, decoded in this process
-    got = D.embed_audio_files(enc, files, batch_size=1, num_workers=1)
+    got = distributed.embed_audio_files(enc, files, batch_size=1, num_workers=1)
     assert got.shape == ref.shape == (2, 512) and np.allclose(got, ref, atol=1e-5)
 
 
@@ -66,8 +66,8 @@ def test_two_processes_extract_the_single_process_embeddings_into_the_notebooks_
         audio = [str(p) for p in df["audio"]]
         flat = [t for c in df["captions"] for t in c]
         # the entries embed_split (notebook 02) looks up, under the same keys
-        a = np.load(D.cache_file(content_key(enc.fingerprint, audio, "audio"), cache))
-        t = np.load(D.cache_file(content_key(enc.fingerprint, flat, "text"), cache))
+        a = np.load(distributed.cache_file(content_key(enc.fingerprint, audio, "audio"), cache))
+        t = np.load(distributed.cache_file(content_key(enc.fingerprint, flat, "text"), cache))
         assert a.shape == (len(df), 512) and t.shape == (len(df) * n_cap, 512)
         assert np.allclose(a, enc.embed_audio(audio, progress=False), atol=1e-5)
         assert np.allclose(t, enc.embed_text(flat, progress=False), atol=1e-5)
@@ -78,7 +78,7 @@ def test_two_process_captioner_fit_has_identical_weights_and_loads(user):
     from dlink.captioning.captioner import PrefixCaptioner
 
     rng = np.random.default_rng(0)
-    captions = [F.caption(rng) for _ in range(24)]
+    captions = [fixtures.caption(rng) for _ in range(24)]
     np.save(user / "X.npy", rng.standard_normal((24, 16)).astype(np.float32))
     (user / "captions.json").write_text(json.dumps(captions))
     res = _torchrun(user, "train-captioner", "--embeddings", "X.npy", "--captions", "captions.json",
@@ -89,5 +89,5 @@ def test_two_process_captioner_fit_has_identical_weights_and_loads(user):
     cap = PrefixCaptioner.load(user / "cap", device="cpu")
     losses = cap.history["train_loss"]
     assert len(losses) == 2 * 3 and np.isfinite(losses).all()
-    assert D.weights_sha256(cap) == report["weights_sha256"][0]
+    assert distributed.weights_sha256(cap) == report["weights_sha256"][0]
     assert len(cap.generate(np.load(user / "X.npy")[:2], beams=1)) == 2

@@ -11,15 +11,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 laion = pytest.importorskip("dlink.encoders.laion")
-import paper_fixtures as F  # noqa: E402
+import paper_fixtures as fixtures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
     d = tmp_path_factory.mktemp("laion")
-    vocab = F.make_roberta_tokenizer(d / "tok")
-    sd = F.make_laion_checkpoint(d / "with_pos.pt", vocab, position_ids=True)
-    F.make_laion_checkpoint(d / "without_pos.pt", vocab, position_ids=False)
+    vocab = fixtures.make_roberta_tokenizer(d / "tok")
+    sd = fixtures.make_laion_checkpoint(d / "with_pos.pt", vocab, position_ids=True)
+    fixtures.make_laion_checkpoint(d / "without_pos.pt", vocab, position_ids=False)
     return d, vocab, sd
 
 
@@ -98,7 +98,7 @@ def test_tokenizer_folder_errors(fx, tmp_path):
 @pytest.mark.slow
 def test_fusion_checkpoint_loads_with_fusion_and_names_the_option_without(fx):
     d, vocab, _ = fx
-    F.make_laion_checkpoint(d / "fusion.pt", vocab, fusion=True, position_ids=False)
+    fixtures.make_laion_checkpoint(d / "fusion.pt", vocab, fusion=True, position_ids=False)
     enc = laion.LaionClap(checkpoint=d / "fusion.pt", tokenizer=d / "tok", enable_fusion=True)
     a = enc.embed_audio([np.random.default_rng(0).standard_normal(48000).astype(np.float32) * 0.1],
                         sr=48000, progress=False)  # fmt: skip
@@ -157,7 +157,7 @@ def test_a_checkpoint_of_another_text_tower_names_the_one_to_use(fx):
 def test_fusion_feeds_long_clips_the_whole_clip_mel_and_three_crops(fx):
     d, vocab, _ = fx
     if not (d / "fusion.pt").is_file():
-        F.make_laion_checkpoint(d / "fusion.pt", vocab, fusion=True, position_ids=False)
+        fixtures.make_laion_checkpoint(d / "fusion.pt", vocab, fusion=True, position_ids=False)
     enc = laion.LaionClap(checkpoint=d / "fusion.pt", tokenizer=d / "tok", enable_fusion=True)
     rng = np.random.default_rng(0)
     long = (rng.standard_normal(25 * 48000) * 0.1).astype(np.float32)  # a Clotho-length clip

@@ -134,15 +134,15 @@ def test_every_resolve_params_argument_reaches_every_notebook():
 
 
 def test_audiocaps_version_is_validated_and_reaches_the_loader(tmp_path, monkeypatch):
-    import paper_fixtures as F
+    import paper_fixtures as fixtures
 
     from dlink import experiment
 
     monkeypatch.setattr(experiment.paths, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(experiment.paths, "CACHE", tmp_path / "cache")  # load_split's audio checks
 
-    F.make_audiocaps(tmp_path, layout="v1", counts=(3, 2, 2), seconds=0.2)
-    F.make_audiocaps(tmp_path, layout="v2", counts=(4, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, layout="v1", counts=(3, 2, 2), seconds=0.2)
+    fixtures.make_audiocaps(tmp_path, layout="v2", counts=(4, 2, 2), seconds=0.2)
     params = resolve_params(
         profile="smoke", dataset="audiocaps", data_root=str(tmp_path), audiocaps_version="v2"
     )

@@ -17,15 +17,15 @@ import pytest
 from dlink import paths
 
 pytest.importorskip("dlink.encoders.laion")  # (importing laion_clap itself would reach for the hub)
-import paper_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
+import paper_fixtures as fixtures  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A user's folder: tok/ (roberta-style tokenizer), clap.pt (LAION-CLAP checkpoint)."""
     d = tmp_path_factory.mktemp("user")
-    vocab = F.make_roberta_tokenizer(d / "tok")
-    F.make_laion_checkpoint(d / "clap.pt", vocab, position_ids=False)
+    vocab = fixtures.make_roberta_tokenizer(d / "tok")
+    fixtures.make_laion_checkpoint(d / "clap.pt", vocab, position_ids=False)
     return d
 
 
@@ -58,9 +58,9 @@ def _pipeline(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def runs(work):
     """The AudioCaps runs (v2 layout through notebook 02, then v1, every notebook) beside the Clotho
     run (every notebook, from a subfolder with ../ paths): {"v2", "v2_01", "v1", "clotho": result}."""
-    F.make_audiocaps(work / "ac_v2", layout="v2")
-    F.make_audiocaps(work / "ac_v1", layout="v1")
-    F.make_clotho(work / "clotho")
+    fixtures.make_audiocaps(work / "ac_v2", layout="v2")
+    fixtures.make_audiocaps(work / "ac_v1", layout="v1")
+    fixtures.make_clotho(work / "clotho")
     sub = work / "sub"
     sub.mkdir()
     rel = os.path.relpath(work / "clotho", sub)
