@@ -149,7 +149,7 @@ def fit_split_table(params) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
-def encoder(params, frame: dict | None = None, seed: int = 0):
+def encoder(params, frame: dict | None = None, *, seed: int = 0):
     """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
     seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
     entry = encoder_entry(params.encoder)
@@ -172,7 +172,7 @@ def encoder(params, frame: dict | None = None, seed: int = 0):
     return entry.load(folder, device=params.device)
 
 
-def embeddings(params, seed: int = 0) -> dict:
+def embeddings(params, *, seed: int = 0) -> dict:
     """{split: {"audio": (N, D), "text": (N, C, D)}} float32, L2-normalised, from seed `seed`'s encoder.
 
     Splits: train, val, test, and "enc" / "fit", the two parts of train (see `splits`).
@@ -203,7 +203,7 @@ def bridge_pairs(emb: dict) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- bridges
 
 
-def bridge_config(params, name: str, seed: int, **overrides) -> dict:
+def bridge_config(params, name: str, *, seed: int, **overrides) -> dict:
     """Training settings from the profile for a learned bridge (closed-form ones take none)."""
     from dlink.bridges.baselines import bridge_class
 
@@ -219,16 +219,16 @@ def bridge_config(params, name: str, seed: int, **overrides) -> dict:
     return cfg
 
 
-def _bridge_key(params, name: str, seed: int, **overrides) -> tuple[str, dict]:
+def _bridge_key(params, name: str, *, seed: int, **overrides) -> tuple[str, dict]:
     from dlink.bridges.baselines import bridge_class
 
-    cfg = bridge_config(params, name, seed, **overrides)
+    cfg = bridge_config(params, name, seed=seed, **overrides)
     code = _code_hash(*bridge_class(name).cache_modules)
     return f"{name}-{_hash8(json.dumps([name, cfg, code], sort_keys=True, default=str))}", cfg
 
 
 def fit_bridge(
-    params, name: str, emb: dict, seed: int = 0, cache: bool = True, split: str = "fit", **overrides
+    params, name: str, emb: dict, *, seed: int = 0, cache: bool = True, split: str = "fit", **overrides
 ):
     """Fit bridge `name` on the pairs of `split` (val pairs for early stopping), cached per config + code.
 
@@ -236,7 +236,7 @@ def fit_bridge(
     """
     from dlink.bridges.baselines import BRIDGES, make_bridge
 
-    key, cfg = _bridge_key(params, name, seed, **overrides)
+    key, cfg = _bridge_key(params, name, seed=seed, **overrides)
     key += "-" + _hash8(_digest(emb) + split + str(len(emb[split]["audio"])))
     folder = run_dir(params) / "bridges" / key
     if cache and (folder / "config.json").is_file():
@@ -257,7 +257,7 @@ def tuning_grid(params, name: str) -> list[dict]:
     return bridge_class(name).inference_grid(params.profile)
 
 
-def tune(params, name: str, bridge, emb: dict, seed: int) -> tuple[dict, list[dict]]:
+def tune(params, name: str, bridge, emb: dict, *, seed: int) -> tuple[dict, list[dict]]:
     """Choose bridge `name`'s inference settings on the validation split, one rule for every bridge:
     the highest audio->text R@1 (meaning kept), ties (within 0.005) to the smaller centroid distance.
     Returns (chosen settings, [{settings..., a2t_R1, centroid_distance}] for every setting tried)."""
@@ -300,7 +300,7 @@ def tune_for_captioning(params, name: str, bridge, emb: dict, captioner) -> tupl
     return dict(grid[best]), table
 
 
-def bridged(params, emb: dict, seed: int = 0, methods=None, on=("test",), captioner=None) -> dict:
+def bridged(params, emb: dict, *, seed: int = 0, methods=None, on=("test",), captioner=None) -> dict:
     """{method: {split: (N, D) bridged audio, "settings": chosen inference settings, "scores": the
     validation score of every setting tried}} for every bridge
     in the registry, for the splits `on`: fitted on the fit scenes, inference settings chosen on val,
@@ -319,13 +319,13 @@ def bridged(params, emb: dict, seed: int = 0, methods=None, on=("test",), captio
         f = (
             run_dir(params)
             / "bridged"
-            / f"{_bridge_key(params, m, seed)[0]}-{_hash8(_digest(emb))}-{tag}.npz"
+            / f"{_bridge_key(params, m, seed=seed)[0]}-{_hash8(_digest(emb))}-{tag}.npz"
         )
         have = dict(np.load(f)) if f.is_file() else {}
         if not all(s in have for s in on) or "scores" not in have:
             b = fit_bridge(params, m, emb, seed=seed)
             if captioner is None:
-                settings, scores = tune(params, m, b, emb, seed)
+                settings, scores = tune(params, m, b, emb, seed=seed)
             else:
                 settings, scores = tune_for_captioning(params, m, b, emb, captioner)
             b = b.configured(**settings) if settings else b
@@ -361,7 +361,15 @@ def _save_npz(path: Path, arrays: dict) -> Path:
 
 
 def fit_captioner(
-    params, name: str, embeddings, captions: list[str], seed: int = 0, cache: bool = True, val=None, **overrides
+    params,
+    name: str,
+    embeddings,
+    captions: list[str],
+    *,
+    seed: int = 0,
+    cache: bool = True,
+    val=None,
+    **overrides,
 ):
     """Train (or load the cached) PrefixCaptioner `name` on embeddings (N, D) with N captions.
 
@@ -398,7 +406,7 @@ def fit_captioner(
 
 
 def caption_rows(
-    params, cap, inputs: dict, references, seed: int, decoder: str = "generative"
+    params, cap, inputs: dict, references, *, seed: int, decoder: str = "generative"
 ) -> tuple[list, dict]:
     """Caption every input set {row name: (M, D)}; return (records with per-item CIDEr-D, {row: predictions})."""
     from dlink.captioning.aac import evaluate
@@ -426,7 +434,7 @@ def eval_subset(params, frame_eval) -> tuple[np.ndarray, list[list[str]]]:
     return idx, refs
 
 
-def cross_fitted(params, name: str, emb: dict, seed: int, folds: int, settings: dict) -> dict:
+def cross_fitted(params, name: str, emb: dict, *, seed: int, folds: int, settings: dict) -> dict:
     """K-fold cross-fitting of bridge `name` over the fit scenes, for the supervised captioner.
 
     Returns {"fit": (N_fit, D) out-of-fold bridged audio: scene fold f is bridged by the bridge fitted
@@ -442,7 +450,7 @@ def cross_fitted(params, name: str, emb: dict, seed: int, folds: int, settings: 
     path = (
         run_dir(params)
         / "bridged"
-        / f"{_bridge_key(params, name, seed)[0]}-oof{folds}-{digest}-{_hash8(_digest(emb))}-{tag}.npz"
+        / f"{_bridge_key(params, name, seed=seed)[0]}-oof{folds}-{digest}-{_hash8(_digest(emb))}-{tag}.npz"
     )
     if path.is_file():
         with np.load(path) as z:
@@ -458,127 +466,3 @@ def cross_fitted(params, name: str, emb: dict, seed: int, folds: int, settings: 
         test[f] = bridge.transform(emb["test"]["audio"])
     _save_npz(path, {"fit": out, "test": test})
     return {"fit": out, "test": test}
-
-
-# --------------------------------------------------------------------------- which term carries a claim
-
-# Diffusion-Link's training terms switched off in turn: the two the paper names (cross-sample
-# prediction, topology) and the text prior, the diffusion loss on text that our reconstruction adds
-# (docs/METHOD.md). "all terms" is the model every table reports.
-TERM_VARIANTS: dict[str, dict] = {
-    "all terms": {},
-    "no cross-sample": {"lambda_cross": 0.0},
-    "no topology": {"lambda_topo": 0.0},
-    "neither named term": {"lambda_cross": 0.0, "lambda_topo": 0.0},
-    "no text prior": {"use_prior": False},
-}
-
-
-def term_ablation(params, emb: dict, seed: int, captioner, settings: dict, idx, refs) -> dict:
-    """Test outputs of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
-
-    Every variant is fitted on the fit scenes and bridges with the same inference `settings` (those the
-    captioning tables use), so only the training terms differ. `captioner`: the zero-shot captioner;
-    idx, refs: the scored test items (`eval_subset`).
-    Returns {variant: {"bridged": (N, D) bridged test audio, "CIDEr-D_items": (len(idx),)}}.
-    """
-    from dlink.evaluation.metrics import cider_d_items
-
-    out, preds = {}, {}
-    for name, overrides in TERM_VARIANTS.items():
-        bridge = fit_bridge(params, "diffusion_link", emb, seed=seed, **overrides)
-        x = (bridge.configured(**settings) if settings else bridge).transform(emb["test"]["audio"])
-        out[name] = {"bridged": x}
-        preds[name] = captioner.generate(x[idx], beams=params.profile.beams)
-    for name, items in cider_d_items(preds, refs).items():
-        out[name]["CIDEr-D_items"] = items
-    return out
-
-
-TERM_COLUMNS = ("centroid_distance", "a2t_R1", "a2t_mAP_labels", "CIDEr-D")
-
-
-def term_ablation_rows(
-    per_seed: list[dict], texts: list, seeds, labels=None, versus: str = "all terms"
-) -> list[dict]:
-    """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP (with
-    labels) and CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired
-    difference to `versus` with its interval. Intervals resample seeds and items (dlink.evaluation.stats).
-
-    per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s]; seeds: the
-    training seeds; labels: N label-set strings or None.
-    """
-    from dlink.evaluation.gap import gap_intervals
-    from dlink.evaluation.stats import bootstrap_ci, paired_difference
-
-    names = list(per_seed[0])
-    outputs = {n: [s[n]["bridged"] for s in per_seed] for n in names}
-    gap = gap_intervals(
-        outputs, texts, versus=versus, labels=labels, seeds=list(seeds), columns=TERM_COLUMNS[:3]
-    )
-    rows = []
-    for name, g in zip(names, gap, strict=True):
-        row = {"variant": name} | {k: v for k, v in g.items() if k != "method"}
-        items = np.array([s[name]["CIDEr-D_items"] for s in per_seed])
-        ref = np.array([s[versus]["CIDEr-D_items"] for s in per_seed])
-        row |= dict(zip(("CIDEr-D", "CIDEr-D_lo", "CIDEr-D_hi"), bootstrap_ci(items), strict=True))
-        row |= dict(
-            zip(("d_CIDEr-D", "d_CIDEr-D_lo", "d_CIDEr-D_hi"), paired_difference(items, ref), strict=True)
-        )
-        rows.append(row)
-    return rows
-
-
-def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms") -> tuple[Path, Path]:
-    """<stem>.csv (every number) and <stem>.md (value [CI] and difference to `versus` [CI]). Atomic."""
-    import pandas as pd
-
-    from dlink._io import atomic_write_text
-
-    stem = Path(stem)
-    csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
-    from dlink.evaluation.gap import GAP_DIRECTIONS
-
-    keys = [k for k in TERM_COLUMNS if k in rows[0]]
-    names = {"centroid_distance": "centroid distance", "a2t_R1": "a2t R@1", "a2t_mAP_labels": "label mAP"}
-    arrow = {"higher": "↑", "lower": "↓"}  # CIDEr-D is no gap metric: higher is better
-    head = {k: f"{names.get(k, k)} {arrow[GAP_DIRECTIONS.get(k, 'higher')]}" for k in keys}
-    lines = [
-        f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "
-        f"{rows[0]['n_items']} items. Value [95 % CI] and the paired difference to `{versus}` [95 % CI]; "
-        "(resolved) when that interval excludes 0. Same inference settings for every variant.",
-        "",
-        "| variant | " + " | ".join(f"{head[k]} | minus {versus}" for k in keys) + " |",
-        "| --- |" + " ---: | ---: |" * len(keys),
-    ]
-    for r in rows:
-        cells = []
-        for k in keys:
-            cells.append(f"{r[k]:.3f} [{r[f'{k}_lo']:.3f}, {r[f'{k}_hi']:.3f}]")
-            if r["variant"] == versus:
-                cells.append("-")
-            else:
-                resolved = " (resolved)" if r[f"d_{k}_lo"] > 0 or r[f"d_{k}_hi"] < 0 else ""
-                cells.append(f"{r[f'd_{k}']:+.3f} [{r[f'd_{k}_lo']:+.3f}, {r[f'd_{k}_hi']:+.3f}]{resolved}")
-        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
-    md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
-    return csv_path, md_path
-
-
-def resolved_differences(rows, versus: str, metrics=("centroid_distance", "R1", "CIDEr-D")) -> list[str]:
-    """One line per ablation row: each paired difference to `versus` whose 95 % interval excludes 0
-    ("resolved"), or "nothing resolved". rows: dicts (or a DataFrame's records) holding "ablation",
-    "value" and d_<short> / d_<short>_lo / d_<short>_hi, as notebook 07 writes them."""
-    short = {"centroid_distance": "centroid", "R1": "R1", "CIDEr-D": "CIDEr-D"}
-    lines = []
-    for r in rows:
-        name = f"{r['ablation']}: {r['value']}"
-        if name == versus:
-            continue
-        moved = []
-        for m in metrics:
-            d, lo, hi = (r[f"d_{short[m]}{s}"] for s in ("", "_lo", "_hi"))
-            if lo > 0 or hi < 0:
-                moved.append(f"{m} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        lines.append(f"{name}: " + ("; ".join(moved) if moved else "nothing resolved"))
-    return lines

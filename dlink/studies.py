@@ -1,5 +1,7 @@
 """The measurements behind notebooks 04-07, as functions: the gap table over every seed, the zero-shot
-and supervised captioning tables, and the one-seed sweep of Diffusion-Link's variants. The notebooks
+and supervised captioning tables, and the one-seed sweep of Diffusion-Link's variants. Notebook 07's two tables
+are `term_ablation_study` (which training term carries each result, over seeds) and `ablation_sweep`
+(every reconstructed choice on one seed's validation split). The notebooks
 call these and write, print and plot what comes back; everything they fit is cached by
 dlink.experiment, so a rerun only reads.
 """
@@ -7,6 +9,7 @@ dlink.experiment, so a rerun only reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -107,10 +110,8 @@ def ablation_variants(params) -> tuple[list, list]:
     from dlink.bridges.diffusion_link import DiffusionLinkConfig
 
     trained = [
-        ("loss terms", "all terms", {}),
-        ("loss terms", "no prior", {"use_prior": False}),
-        ("loss terms", "no cross", {"lambda_cross": 0.0}),
-        ("loss terms", "no topology", {"lambda_topo": 0.0}),
+        ("loss terms", name, TERM_VARIANTS[name])
+        for name in ("all terms", "no text prior", "no cross-sample", "no topology")
     ]
     default_blocks = DiffusionLinkConfig().n_blocks  # its variant is the cached default model
     trained += [
@@ -135,7 +136,7 @@ def ablation_variants(params) -> tuple[list, list]:
     return trained, inference
 
 
-def ablation_sweep(params, seed: int, captioner) -> list[dict]:
+def ablation_sweep(params, captioner, *, seed: int) -> list[dict]:
     """One row per variant of `ablation_variants` (after a raw-audio row and the fit-split rows), scored on
     the validation split of seed `seed`: centroid distance, separability, R@1 and the zero-shot `captioner`'s
     CIDEr-D, each with its paired difference to ABLATION_REFERENCE and a 95 % interval over the validation
@@ -151,7 +152,7 @@ def ablation_sweep(params, seed: int, captioner) -> list[dict]:
 
     def score(group: str, value: str, bridged: np.ndarray) -> None:
         g = gap_report(bridged, text, seed=seed)
-        m, _ = experiment.caption_rows(params, captioner, {value: bridged[idx]}, refs, seed)
+        m, _ = experiment.caption_rows(params, captioner, {value: bridged[idx]}, refs, seed=seed)
         rows.append(
             {"ablation": group, "value": value, "centroid_distance": g["centroid_distance"],
              "separability": g["separability"], "a2t_R1": g["a2t_R1"], "CIDEr-D": m[0]["CIDEr-D"]}
@@ -185,10 +186,153 @@ def ablation_sweep(params, seed: int, captioner) -> list[dict]:
     return rows
 
 
+# --------------------------------------------------------------------------- which term carries a claim
+
+# Diffusion-Link's training terms switched off in turn: the two the paper names (cross-sample
+# prediction, topology) and the text prior, the diffusion loss on text that our reconstruction adds
+# (docs/METHOD.md). "all terms" is the model every table reports.
+TERM_VARIANTS: dict[str, dict] = {
+    "all terms": {},
+    "no cross-sample": {"lambda_cross": 0.0},
+    "no topology": {"lambda_topo": 0.0},
+    "neither named term": {"lambda_cross": 0.0, "lambda_topo": 0.0},
+    "no text prior": {"use_prior": False},
+}
+
+
+def term_ablation(params, emb: dict, captioner, settings: dict, idx, refs, *, seed: int) -> dict:
+    """Test outputs of Diffusion-Link fitted with each of TERM_VARIANTS (seed `seed`'s encoder heads).
+
+    Every variant is fitted on the fit scenes and bridges with the same inference `settings` (those the
+    captioning tables use), so only the training terms differ. `captioner`: the zero-shot captioner;
+    idx, refs: the scored test items (`eval_subset`).
+    Returns {variant: {"bridged": (N, D) bridged test audio, "CIDEr-D_items": (len(idx),)}}.
+    """
+    from dlink.evaluation.metrics import cider_d_items
+
+    out, preds = {}, {}
+    for name, overrides in TERM_VARIANTS.items():
+        bridge = experiment.fit_bridge(params, "diffusion_link", emb, seed=seed, **overrides)
+        x = (bridge.configured(**settings) if settings else bridge).transform(emb["test"]["audio"])
+        out[name] = {"bridged": x}
+        preds[name] = captioner.generate(x[idx], beams=params.profile.beams)
+    for name, items in cider_d_items(preds, refs).items():
+        out[name]["CIDEr-D_items"] = items
+    return out
+
+
+TERM_COLUMNS = ("centroid_distance", "a2t_R1", "a2t_mAP_labels", "CIDEr-D")
+
+
+def term_ablation_rows(
+    per_seed: list[dict], texts: list, seeds, labels=None, versus: str = "all terms"
+) -> list[dict]:
+    """One row per variant of `term_ablation` over seeds: centroid distance, R@1, label mAP (with
+    labels) and CIDEr-D (means over seeds and items) with 95 % intervals, and each one's paired
+    difference to `versus` with its interval. Intervals resample seeds and items (dlink.evaluation.stats).
+
+    per_seed: [term_ablation(...) of seed s]; texts: [(N, D) paired test text of seed s]; seeds: the
+    training seeds; labels: N label-set strings or None.
+    """
+    from dlink.evaluation.gap import gap_intervals
+    from dlink.evaluation.stats import bootstrap_ci, paired_difference
+
+    names = list(per_seed[0])
+    outputs = {n: [s[n]["bridged"] for s in per_seed] for n in names}
+    gap = gap_intervals(
+        outputs, texts, versus=versus, labels=labels, seeds=list(seeds), columns=TERM_COLUMNS[:3]
+    )
+    rows = []
+    for name, g in zip(names, gap, strict=True):
+        row = {"variant": name} | {k: v for k, v in g.items() if k != "method"}
+        items = np.array([s[name]["CIDEr-D_items"] for s in per_seed])
+        ref = np.array([s[versus]["CIDEr-D_items"] for s in per_seed])
+        row |= dict(zip(("CIDEr-D", "CIDEr-D_lo", "CIDEr-D_hi"), bootstrap_ci(items), strict=True))
+        row |= dict(
+            zip(("d_CIDEr-D", "d_CIDEr-D_lo", "d_CIDEr-D_hi"), paired_difference(items, ref), strict=True)
+        )
+        rows.append(row)
+    return rows
+
+
+def term_ablation_study(params, versus: str = "all terms") -> list[dict]:
+    """`term_ablation_rows` over the run's seeds: each seed's encoder heads, zero-shot captioner
+    (notebook 05's, cached) and Diffusion-Link's inference settings chosen with it, then every
+    TERM_VARIANTS fit; scored on the test items `experiment.eval_subset` picks."""
+    test_frame = experiment.splits(params)["test"]
+    idx, refs = experiment.eval_subset(params, test_frame)
+    per_seed, texts = [], []
+    for seed in params.seeds:
+        emb = experiment.embeddings(params, seed=seed)
+        captioner = zero_shot_captioner(params, seed=seed)
+        chosen = experiment.bridged(params, emb, seed=seed, methods=["diffusion_link"], captioner=captioner)
+        settings = chosen["diffusion_link"]["settings"]
+        per_seed.append(term_ablation(params, emb, captioner, settings, idx, refs, seed=seed))
+        texts.append(emb["test"]["text"][:, 0])
+    return term_ablation_rows(
+        per_seed, texts, seeds=params.seeds, labels=label_sets(test_frame), versus=versus
+    )
+
+
+def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms") -> tuple[Path, Path]:
+    """<stem>.csv (every number) and <stem>.md (value [CI] and difference to `versus` [CI]). Atomic."""
+    import pandas as pd
+
+    from dlink._io import atomic_write_text
+
+    stem = Path(stem)
+    csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
+    from dlink.evaluation.gap import GAP_DIRECTIONS
+
+    keys = [k for k in TERM_COLUMNS if k in rows[0]]
+    names = {"centroid_distance": "centroid distance", "a2t_R1": "a2t R@1", "a2t_mAP_labels": "label mAP"}
+    arrow = {"higher": "↑", "lower": "↓"}  # CIDEr-D is no gap metric: higher is better
+    head = {k: f"{names.get(k, k)} {arrow[GAP_DIRECTIONS.get(k, 'higher')]}" for k in keys}
+    lines = [
+        f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "
+        f"{rows[0]['n_items']} items. Value [95 % CI] and the paired difference to `{versus}` [95 % CI]; "
+        "(resolved) when that interval excludes 0. Same inference settings for every variant.",
+        "",
+        "| variant | " + " | ".join(f"{head[k]} | minus {versus}" for k in keys) + " |",
+        "| --- |" + " ---: | ---: |" * len(keys),
+    ]
+    for r in rows:
+        cells = []
+        for k in keys:
+            cells.append(f"{r[k]:.3f} [{r[f'{k}_lo']:.3f}, {r[f'{k}_hi']:.3f}]")
+            if r["variant"] == versus:
+                cells.append("-")
+            else:
+                resolved = " (resolved)" if r[f"d_{k}_lo"] > 0 or r[f"d_{k}_hi"] < 0 else ""
+                cells.append(f"{r[f'd_{k}']:+.3f} [{r[f'd_{k}_lo']:+.3f}, {r[f'd_{k}_hi']:+.3f}]{resolved}")
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    md_path = atomic_write_text(stem.with_name(stem.name + ".md"), "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def resolved_differences(rows, versus: str, metrics=("centroid_distance", "R1", "CIDEr-D")) -> list[str]:
+    """One line per ablation row: each paired difference to `versus` whose 95 % interval excludes 0
+    ("resolved"), or "nothing resolved". rows: dicts (or a DataFrame's records) holding "ablation",
+    "value" and d_<short> / d_<short>_lo / d_<short>_hi, as notebook 07 writes them."""
+    short = {"centroid_distance": "centroid", "R1": "R1", "CIDEr-D": "CIDEr-D"}
+    lines = []
+    for r in rows:
+        name = f"{r['ablation']}: {r['value']}"
+        if name == versus:
+            continue
+        moved = []
+        for m in metrics:
+            d, lo, hi = (r[f"d_{short[m]}{s}"] for s in ("", "_lo", "_hi"))
+            if lo > 0 or hi < 0:
+                moved.append(f"{m} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"{name}: " + ("; ".join(moved) if moved else "nothing resolved"))
+    return lines
+
+
 # --------------------------------------------------------------------------- shared by notebooks 05-07
 
 
-def zero_shot_captioner(params, seed: int):
+def zero_shot_captioner(params, *, seed: int):
     """Seed `seed`'s zero-shot captioner: trained on the fit scenes' caption text embeddings, validated on
     the validation scenes' (notebook 05 fits it; notebooks 06 and 07 read it from the cache)."""
     from dlink.captioning.aac import caption_pairs
@@ -229,7 +373,7 @@ def capdec_noise_sweep(params) -> list[dict]:
             params, "zs-text-noise", *fit, seed=seed, noise_std=math.sqrt(variance)
         )
         m, _ = experiment.caption_rows(
-            params, noisy, {"noise_injection": emb["val"]["audio"][idx]}, refs, seed
+            params, noisy, {"noise_injection": emb["val"]["audio"][idx]}, refs, seed=seed
         )
         rows.append({"variance": variance, "val CIDEr-D": m[0]["CIDEr-D"]})
     return rows
@@ -253,7 +397,7 @@ def zero_shot_study(params, idx, refs, noise_variance: float) -> CaptioningStudy
     for seed in params.seeds[: params.caption_seeds]:
         emb = experiment.embeddings(params, seed=seed)
         fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
-        captioner = zero_shot_captioner(params, seed)
+        captioner = zero_shot_captioner(params, seed=seed)
         nearest = RetrievalCaptioner().fit(*fit)
         out = experiment.bridged(params, emb, seed=seed, captioner=captioner)
         settings += [
@@ -269,7 +413,9 @@ def zero_shot_study(params, idx, refs, noise_variance: float) -> CaptioningStudy
             runs.append(("generative", noisy, {row: emb["test"]["audio"][idx]}))
         runs.append(("retrieval", nearest, inputs))
         for decoder, model, model_inputs in runs:
-            rows, preds = experiment.caption_rows(params, model, model_inputs, refs, seed, decoder=decoder)
+            rows, preds = experiment.caption_rows(
+                params, model, model_inputs, refs, seed=seed, decoder=decoder
+            )
             records += rows
             if seed == params.seeds[0]:
                 samples |= {f"{decoder}:{k}": v for k, v in preds.items()}
@@ -291,7 +437,7 @@ def supervised_study(params, idx, refs) -> CaptioningStudy:
     records, samples = [], {}
     for seed in params.seeds[: params.caption_seeds]:
         emb = experiment.embeddings(params, seed=seed)
-        zero_shot = zero_shot_captioner(params, seed)
+        zero_shot = zero_shot_captioner(params, seed=seed)
         bridged = experiment.bridged(params, emb, seed=seed, methods=["diffusion_link"], captioner=zero_shot)
         settings = bridged["diffusion_link"]["settings"]
         arms = [("identity", emb["fit"]["audio"], emb["test"]["audio"][None])]
@@ -309,7 +455,9 @@ def supervised_study(params, idx, refs) -> CaptioningStudy:
             nearest = RetrievalCaptioner().fit(train, first_captions)
             for decoder, model in [("generative", captioner), ("retrieval", nearest)]:
                 folds_in = {f"fold {f}": test[idx] for f, test in enumerate(tests)}
-                rows, preds = experiment.caption_rows(params, model, folds_in, refs, seed, decoder=decoder)
+                rows, preds = experiment.caption_rows(
+                    params, model, folds_in, refs, seed=seed, decoder=decoder
+                )
                 records.append(mean_over_folds(rows, method=name))
                 if seed == params.seeds[0]:
                     samples[f"{decoder}:{name}"] = preds["fold 0"]

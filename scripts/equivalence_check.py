@@ -43,7 +43,7 @@ def run(out: Path) -> None:
         arrays |= {f"heads/{k}": v for k, v in load_file(f"{d}/model.safetensors").items()}
     emb = experiment.embeddings(params, seed=0)
     for name in ("diffusion_link", "diffusion_bridge", "conditional_prior", "mlp_regression"):
-        bridge = make_bridge(name, **experiment.bridge_config(params, name, 0, epochs=2, progress=False))
+        bridge = make_bridge(name, **experiment.bridge_config(params, name, seed=0, epochs=2, progress=False))
         bridge.fit(
             *experiment.bridge_pairs(emb["fit"]), val=experiment.bridge_pairs(emb["val"]), device="cpu"
         )

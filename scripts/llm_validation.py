@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     cap = experiment.fit_captioner(params, "zs-text", Xfit, caps_fit, seed=seed, val=(Xval, caps_val))
     vidx, vrefs = experiment.eval_subset(params, frame["val"])
     inputs = {"text_oracle": emb["val"]["text"][vidx, 0], "identity": emb["val"]["audio"][vidx]}
-    rows, preds = experiment.caption_rows(params, cap, inputs, vrefs, seed)
+    rows, preds = experiment.caption_rows(params, cap, inputs, vrefs, seed=seed)
     out = {"profile": params.profile.name, "lm": params.profile.lm, "epochs": params.profile.captioner_epochs,
            "captioner": dict(params.profile.captioner),
            "beams": params.profile.beams, "seed": seed, "val_scenes": len(vidx),
