@@ -818,6 +818,23 @@ def _check_skipped(skipped: list[dict], n: int, max_missing: float, what: str) -
     )
 
 
+def split_summary(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per split of the embedded dataset: scenes, distinct sound labels, mean duration and
+    the share of each composition (notebook 01's table)."""
+    rows = []
+    for split, df in frames.items():
+        labels = {label for labels in df["labels"] for label in labels.split("|")}
+        row = {
+            "split": split,
+            "scenes": len(df),
+            "labels": len(labels),
+            "mean duration (s)": round(df["duration"].mean(), 2),
+        }
+        row.update(df["composition"].value_counts(normalize=True).round(2).to_dict())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("split")
+
+
 # ------------------------------------------------------------------ CLI
 def groups_table() -> str:
     """Markdown: every group of more than one recording (`source_groups`), its labels, and each

@@ -33,6 +33,31 @@ def verdict(lo: float, hi: float) -> str:
     return "not resolved (the interval covers 0)"
 
 
+# --------------------------------------------------------------------------- the encoder's own gap
+
+
+def encoder_gap(params, test: dict) -> dict:
+    """Notebook 02's summary of the frozen encoder on the test split (`test`: {"audio": (N, D),
+    "text": (N, C, D)}, first caption paired): retrieval against its chance level, and the gap
+    between raw audio and text."""
+    from dlink.evaluation.gap import gap_report
+
+    gap = gap_report(test["audio"], test["text"][:, 0], paired=True, seed=0)
+    n = len(test["audio"])
+    return {
+        "encoder": params.encoder,
+        "test_items": n,
+        "R@1": gap["a2t_R1"],
+        "R@10": gap["a2t_R10"],
+        "R@1_chance": 1 / n,
+        "R@10_chance": min(1.0, 10 / n),
+        "centroid_distance": gap["centroid_distance"],
+        "paired_cos_mean": gap["paired_cos_mean"],
+        "linear_separability": gap["separability"],
+        "frechet": gap["frechet"],
+    }
+
+
 # --------------------------------------------------------------------------- the gap table
 
 

@@ -6,6 +6,7 @@ import csv
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -393,3 +394,20 @@ def test_force_rebuild_deletes_only_the_files_its_manifests_list(tmp_path):
         (root / "audio" / name).unlink()
     assert data.build_embedded_dataset("smoke", root=root, force=True, workers=1) == root
     assert data._is_complete(root)
+
+
+def test_split_summary_counts_scenes_labels_and_compositions():
+    from dlink.data import split_summary
+
+    frame = pd.DataFrame(
+        {
+            "labels": ["dog|rain", "dog", "car"],
+            "duration": [5.0, 6.0, 7.0],
+            "composition": ["sequence", "single", "sequence"],
+        }
+    )
+    table = split_summary({"train": frame, "test": frame.iloc[:1]})
+    assert list(table.index) == ["train", "test"]
+    assert table.loc["train", "scenes"] == 3 and table.loc["train", "labels"] == 3
+    assert table.loc["train", "mean duration (s)"] == 6.0
+    assert table.loc["train", "sequence"] == 0.67 and table.loc["test", "labels"] == 2
