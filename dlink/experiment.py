@@ -150,8 +150,9 @@ def fit_split_table(params) -> str:
 
 
 def encoder(params, frame: dict | None = None, *, seed: int = 0):
-    """The run's frozen encoder. The embedded CLAP's heads are trained on the "enc" scenes, once per
-    seed, so the seeds of every table vary the encoder too; a pretrained encoder is the same for all."""
+    """The run's frozen encoder. An encoder the run trains (the embedded CLAP's heads) is trained on
+    the "enc" scenes once per seed, so the seeds of every table vary the encoder too; a pretrained
+    encoder is the same for all."""
     entry = encoder_entry(params.encoder)
     if entry.pretrained:  # params.device is resolved
         if params.encoder_options is not None:
@@ -160,15 +161,11 @@ def encoder(params, frame: dict | None = None, *, seed: int = 0):
     frame = frame or splits(params)
     folder = (
         run_dir(params)
-        / "embedded-clap"
-        / f"{_code_hash('encoders/embedded_clap')}-enc{len(frame['enc'])}-seed{seed}"
+        / entry.cache_dir
+        / f"{_code_hash(*entry.code_modules)}-enc{len(frame['enc'])}-seed{seed}"
     )
     if not (folder / "config.json").is_file():
-        from dlink.encoders.embedded_clap import train_embedded_clap
-
-        train_embedded_clap(
-            frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=params.profile.clap_epochs
-        )
+        entry.train(frame["enc"], frame["val"], out=folder, seed=seed, max_epochs=params.profile.clap_epochs)
     return entry.load(folder, device=params.device)
 
 

@@ -1,4 +1,5 @@
-"""Adding an encoder is one registration: its loader, its options, whether it is pretrained elsewhere."""
+"""Adding an encoder is one registration: its loader, its options, and how the run trains it (or
+that it is pretrained elsewhere)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,36 @@ def test_names_are_registered_once():
     with pytest.raises(ValueError, match="'embedded' is registered already"):
         register_encoder("embedded", lambda checkpoint, device: None)
     assert "toy" not in ENCODERS  # the fixture took its registration back
+
+
+def test_an_encoder_the_run_trains_is_trained_once_per_seed_and_cached(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    calls = []
+
+    def train(enc, val, out, seed, max_epochs):
+        calls.append((len(enc), len(val), seed, max_epochs))
+        out.mkdir(parents=True)
+        (out / "config.json").write_text(json.dumps({"seed": seed}))
+
+    def load(checkpoint, device):
+        return ToyEncoder(json.loads((checkpoint / "config.json").read_text())["seed"], device=device)
+
+    entry = register_encoder("toy-trained", load, train=train, code_modules=("encoders/base",))
+    try:
+        assert not entry.pretrained and entry.cache_dir == "toy-trained"
+        params = resolve_params(profile="smoke", encoder="toy-trained", device="cpu")
+        assert experiment.run_key(params).endswith(f"toy-trained-e{params.profile.clap_epochs}-smoke")
+        assert experiment._n_encoder_scenes(params, 10) == round(params.profile.encoder_share * 10)
+        monkeypatch.setattr(experiment, "run_dir", lambda p: tmp_path)
+        frame = {"enc": pd.DataFrame({"id": ["a", "b", "c"]}), "val": pd.DataFrame({"id": ["d"]})}
+        first = experiment.encoder(params, frame, seed=2)
+        again = experiment.encoder(params, frame, seed=2)
+        assert calls == [(3, 1, 2, params.profile.clap_epochs)]  # the second call read the cache
+        assert np.allclose(first.text_proj, ToyEncoder(2).text_proj)
+        assert np.allclose(again.text_proj, first.text_proj)
+        assert [p.parent.parent.name for p in tmp_path.glob("*/*/config.json")] == ["toy-trained"]
+    finally:
+        del ENCODERS["toy-trained"]

@@ -48,14 +48,25 @@ from dlink.encoders.laion import LaionClapOptions
 @dataclass(frozen=True)
 class EncoderEntry:
     """One encoder name: `load(checkpoint, device, **kwargs)` builds it (device already resolved);
-    `options` is its options class (None: it takes no notebook parameters). `pretrained` False means
-    the run trains it on its own "enc" scenes (`dlink.experiment.splits`) with the embedded CLAP's
-    training (`dlink.experiment.encoder`), so only "embedded" is such an encoder."""
+    `options` is its options class (None: it takes no notebook parameters).
+
+    `train` None: pretrained elsewhere, the same for every seed. Otherwise the run trains it, once
+    per seed, on its own "enc" scenes (`dlink.experiment.splits`): `train(enc, val, out=folder,
+    seed=seed, max_epochs=profile.clap_epochs)` writes a checkpoint folder that `load` reads (its
+    config.json written last: a folder without one is trained again), cached
+    under the run's `cache_dir` and keyed by the code of `code_modules` (paths under dlink/, no
+    suffix), so a change to the training code retrains it."""
 
     name: str
     load: Callable[..., Encoder]
     options: type | None = None
-    pretrained: bool = True
+    train: Callable[..., Any] | None = None
+    code_modules: tuple[str, ...] = ()
+    cache_dir: str = ""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.train is None
 
 
 # name -> entry; iterating gives the names, in the order they were registered
@@ -63,12 +74,18 @@ ENCODERS: dict[str, EncoderEntry] = {}
 
 
 def register_encoder(
-    name: str, load: Callable[..., Encoder], options: type | None = None, pretrained: bool = True
+    name: str,
+    load: Callable[..., Encoder],
+    options: type | None = None,
+    train: Callable[..., Any] | None = None,
+    code_modules: tuple[str, ...] = (),
+    cache_dir: str = "",
 ) -> EncoderEntry:
-    """Make `name` usable by `load_encoder` and as a notebook's `encoder` parameter."""
+    """Make `name` usable by `load_encoder` and as a notebook's `encoder` parameter (arguments as
+    the fields of `EncoderEntry`; `cache_dir` defaults to the name)."""
     if name in ENCODERS:
         raise ValueError(f"encoder {name!r} is registered already")
-    ENCODERS[name] = entry = EncoderEntry(name, load, options, pretrained)
+    ENCODERS[name] = entry = EncoderEntry(name, load, options, train, tuple(code_modules), cache_dir or name)
     return entry
 
 
@@ -117,6 +134,12 @@ def _load_embedded(checkpoint, device: str, **kwargs) -> Encoder:
     return EmbeddedClap.load(checkpoint, device=device, **kwargs)
 
 
+def _train_embedded(enc, val, out, seed: int, max_epochs: int):
+    from dlink.encoders.embedded_clap import train_embedded_clap
+
+    return train_embedded_clap(enc, val, out=out, seed=seed, max_epochs=max_epochs)
+
+
 def _load_laion(checkpoint, device: str, **kwargs) -> Encoder:
     from dlink.encoders.laion import LaionClap
 
@@ -163,5 +186,11 @@ def embed_split(encoder: Encoder, df, cache: bool = True, progress: bool = True)
     return {"audio": audio.astype(np.float32), "text": text.reshape(len(df), n_cap, -1).astype(np.float32)}
 
 
-register_encoder("embedded", _load_embedded, pretrained=False)
+register_encoder(
+    "embedded",
+    _load_embedded,
+    train=_train_embedded,
+    code_modules=("encoders/embedded_clap",),
+    cache_dir="embedded-clap",
+)
 register_encoder("laion-clap", _load_laion, options=LaionClapOptions)
