@@ -203,3 +203,25 @@ def test_a_new_bridge_is_one_class_the_experiment_reads_its_declarations_from(tm
         BRIDGES.pop("toward_text", None)
         BRIDGES.pop("learned_toy", None)
     assert "toward_text" not in BRIDGES
+
+
+def test_a_bridge_in_a_file_of_its_own_is_registered_with_the_built_ins(tmp_path, monkeypatch):
+    import sys
+
+    import dlink.bridges
+    from dlink.bridges import baselines
+
+    (tmp_path / "halfway.py").write_text(
+        "from dlink.bridges.baselines import BRIDGES, MeanShift\n"
+        "class Halfway(MeanShift):\n"
+        "    name = 'halfway'\n"
+    )
+    monkeypatch.setattr(dlink.bridges, "__path__", [*dlink.bridges.__path__, str(tmp_path)])
+    try:
+        baselines._import_bridge_modules()
+        names = list(baselines.BRIDGES)
+        assert names[-2:] == ["halfway", "diffusion_link"] and names[0] == "identity"
+        assert isinstance(make_bridge("halfway"), baselines.MeanShift)
+    finally:
+        baselines.BRIDGES.pop("halfway", None)
+        sys.modules.pop("dlink.bridges.halfway", None)

@@ -12,6 +12,7 @@
 `make_bridge(name, **config)` builds any of them; `BRIDGES` (dlink.bridges.base's registry) maps names
 to classes. Every `.transform` returns (M, D) float32, L2-normalised; every bridge saves/loads as a folder.
 Each class declares what the experiment reads: `learned`, `cache_modules`, `inference_grid(profile)`.
+A bridge in a module of its own under dlink/bridges/ is imported, and so registered, with these.
 """
 
 from __future__ import annotations
@@ -342,9 +343,23 @@ class ConditionalPrior(DenoiserBridge):
         )
 
 
-# BRIDGES (dlink.bridges.base's one registry) is in definition order; the method is defined first (its
-# module is imported above), so move it last: the floor first, the method last is every table's order.
-BRIDGES["diffusion_link"] = BRIDGES.pop("diffusion_link")
+def _import_bridge_modules() -> None:
+    """Import every module of dlink.bridges, so a bridge written as a file of its own there is
+    registered beside these (defining its class registers it), then put the method last.
+
+    BRIDGES (dlink.bridges.base's one registry) is in definition order, and the method is defined
+    first (its module is imported above): the floor first, the method last is every table's order."""
+    import importlib
+    import pkgutil
+
+    import dlink.bridges as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+    BRIDGES["diffusion_link"] = BRIDGES.pop("diffusion_link")
+
+
+_import_bridge_modules()
 
 
 def bridge_class(name: str) -> type[Bridge]:
