@@ -50,6 +50,13 @@ BUILTIN_LMS = ("scratch", "tiny-random", "smollm2-135m")
 CAPDEC_NOISE_VARIANCE = 0.016
 
 
+# The diffusion grid of a profile that tries a single setting (the llm profile, where every setting
+# tried costs an LLM captioning of the validation split): a mid-chain start k* = 500 with 5 DDIM
+# steps, a point of the default profile's grid, and the paper's 3 residual blocks. The bridges' own
+# defaults (SDEditConfig: k* = 300, S = 1) matter only for a bridge used outside a run.
+ONE_SETTING: dict[str, tuple[int, ...]] = {"start_steps": (500,), "ddim_steps": (5,), "n_blocks": (3,)}
+
+
 @dataclass(frozen=True)
 class Profile:
     """How big a run is. `None` in an *_items field means "all items of the split".
@@ -81,9 +88,11 @@ class Profile:
     cross_fit_folds: int = 2  # supervised AAC: K-fold cross-fitting of the bridge over the fit scenes
     # supervised AAC: further arms with other K (each K costs K bridge fits per seed)
     extra_cross_fit_folds: tuple[int, ...] = ()
-    start_steps: tuple[int, ...] = (500,)  # ablation: SDEdit start step k* (of T = 1000)
-    ddim_steps: tuple[int, ...] = (5,)  # ablation: deterministic DDIM steps from k* to 0
-    n_blocks: tuple[int, ...] = (3,)  # ablation: residual MLP blocks in the denoiser
+    # the diffusion grid: validation tries every start step k* (of T = 1000) x DDIM steps S (the
+    # inference settings), notebook 07 each block count of the denoiser; ONE_SETTING when not given
+    start_steps: tuple[int, ...] = ONE_SETTING["start_steps"]
+    ddim_steps: tuple[int, ...] = ONE_SETTING["ddim_steps"]
+    n_blocks: tuple[int, ...] = ONE_SETTING["n_blocks"]
     device: str = "auto"
     # the notebooks a plain `run_all.sh --profile NAME` runs (numbers, as --only takes them); None = all
     notebooks: tuple[str, ...] | None = None
@@ -173,9 +182,7 @@ PROFILES["llm"] = dataclasses.replace(
     captioner=(("lora", True), ("batch_size", 32)),
     caption_seeds=1,
     noise_variances=(CAPDEC_NOISE_VARIANCE,),
-    start_steps=(500,),
-    ddim_steps=(5,),
-    n_blocks=(3,),
+    **ONE_SETTING,
     notebooks=("01", "02", "03", "04", "05"),
 )
 
