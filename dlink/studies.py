@@ -308,11 +308,12 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
     stem = Path(stem)
     csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), pd.DataFrame(rows).to_csv(index=False))
     from dlink.evaluation.gap import GAP_DIRECTIONS
+    from dlink.evaluation.tables import direction_mark
 
     keys = [k for k in TERM_COLUMNS if k in rows[0]]
     names = {"centroid_distance": "centroid distance", "a2t_R1": "a2t R@1", "a2t_mAP_labels": "label mAP"}
-    arrow = {"higher": "↑", "lower": "↓"}  # CIDEr-D is no gap metric: higher is better
-    head = {k: f"{names.get(k, k)} {arrow[GAP_DIRECTIONS.get(k, 'higher')]}" for k in keys}
+    # CIDEr-D is no gap metric: higher is better
+    head = {k: f"{names.get(k, k)} {direction_mark(GAP_DIRECTIONS.get(k, 'higher'))}" for k in keys}
     lines = [
         f"Diffusion-Link trained with each loss term switched off; test split, {rows[0]['n_seeds']} seed(s) x "
         f"{rows[0]['n_items']} items. Value [95 % CI] and the paired difference to `{versus}` [95 % CI]; "

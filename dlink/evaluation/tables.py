@@ -24,7 +24,13 @@ __all__ = ["GAP_DIRECTIONS", "write_table"]
 
 # Columns that label a run rather than measure it; never treated as metrics.
 _NOT_METRICS = {"seed"}
-_ARROW = {"higher": "↑", "lower": "↓"}
+
+
+def direction_mark(direction) -> str:
+    """A column header's mark of its direction: ↑ (higher is better), ↓ (lower), →target, or none."""
+    if direction is None:
+        return ""
+    return {"higher": "↑", "lower": "↓"}[direction] if isinstance(direction, str) else f"→{direction:g}"
 
 
 def _direction(value, metric: str) -> str | float | None:
@@ -228,7 +234,7 @@ def _markdown(groups, by, metrics, dirs, decimals: int, skip: set[int]) -> str:
 
     def head(m):
         d = dirs[m]
-        mark = "" if d is None else _ARROW[d] if isinstance(d, str) else f"→{d:g}"
+        mark = direction_mark(d)
         return _md_escape(f"{m} {mark}".strip())
 
     def cell(i, m):
@@ -291,8 +297,7 @@ def write_intervals(
         resolved = r[key + "_lo"] > 0 or r[key + "_hi"] < 0
         return ci(r, key, "+") + (" (resolved)" if resolved else "")
 
-    arrow = {"higher": " ↑", "lower": " ↓"}
-    names = [c + arrow.get(GAP_DIRECTIONS[c], f" →{GAP_DIRECTIONS[c]}") for c in cols]
+    names = [f"{c} {direction_mark(GAP_DIRECTIONS[c])}".rstrip() for c in cols]
     lines = [
         "| method | " + " | ".join(f"{name} [95 % CI] | minus {versus}" for name in names) + " |",
         "| --- |" + " ---: | ---: |" * len(cols),
