@@ -205,8 +205,8 @@ def ablation_sweep(params, captioner, *, seed: int) -> list[dict]:
     reference_items = items[list(outputs).index(ABLATION_REFERENCE)]
     for row, key, its in zip(rows, outputs, items, strict=True):
         d = paired_difference(its, reference_items)
-        for short, column in (("centroid", "centroid_distance"), ("R1", "a2t_R1")):
-            row |= {f"d_{short}{s}": gap[key][f"d_{column}{s}"] for s in ("", "_lo", "_hi")}
+        for column in ("centroid_distance", "a2t_R1"):
+            row |= {f"d_{column}{s}": gap[key][f"d_{column}{s}"] for s in ("", "_lo", "_hi")}
         row |= {"d_CIDEr-D": d[0], "d_CIDEr-D_lo": d[1], "d_CIDEr-D_hi": d[2]}
     return rows
 
@@ -336,11 +336,10 @@ def write_term_ablation(rows: list[dict], stem: Path, versus: str = "all terms")
     return csv_path, md_path
 
 
-def resolved_differences(rows, versus: str, metrics=("centroid_distance", "R1", "CIDEr-D")) -> list[str]:
+def resolved_differences(rows, versus: str, metrics=("centroid_distance", "a2t_R1", "CIDEr-D")) -> list[str]:
     """One line per ablation row: each paired difference to `versus` whose 95 % interval excludes 0
     ("resolved"), or "nothing resolved". rows: dicts (or a DataFrame's records) holding "ablation",
-    "value" and d_<short> / d_<short>_lo / d_<short>_hi, as notebook 07 writes them."""
-    short = {"centroid_distance": "centroid", "R1": "R1", "CIDEr-D": "CIDEr-D"}
+    "value" and d_<metric> / d_<metric>_lo / d_<metric>_hi, as `ablation_sweep` writes them."""
     lines = []
     for r in rows:
         name = f"{r['ablation']}: {r['value']}"
@@ -348,7 +347,7 @@ def resolved_differences(rows, versus: str, metrics=("centroid_distance", "R1", 
             continue
         moved = []
         for m in metrics:
-            d, lo, hi = (r[f"d_{short[m]}{s}"] for s in ("", "_lo", "_hi"))
+            d, lo, hi = (r[f"d_{m}{s}"] for s in ("", "_lo", "_hi"))
             if lo > 0 or hi < 0:
                 moved.append(f"{m} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"{name}: " + ("; ".join(moved) if moved else "nothing resolved"))

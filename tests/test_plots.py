@@ -130,7 +130,7 @@ def _ablations_table(n_groups=3):
     for g in range(n_groups):
         for v, shift in (("default", 0.0), ("other", 0.05 * (g + 1))):
             row = {"ablation": f"group {g}", "value": v, "centroid_distance": 0.2 + shift}
-            for d in ("d_centroid", "d_R1", "d_CIDEr-D"):
+            for d in ("d_centroid_distance", "d_a2t_R1", "d_CIDEr-D"):
                 row.update({d: shift, f"{d}_lo": shift - 0.01 - 0.1 * (g == 0), f"{d}_hi": shift + 0.01})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -149,14 +149,14 @@ def test_ablations_are_a_narrow_grid_with_every_interval(tmp_path):
         segs = [s for c in ax.collections for s in c.get_segments()]
         spans = sorted((round(s[:, 0].min(), 6), round(s[:, 0].max(), 6)) for s in segs)
         want = sorted(
-            (round(lo, 6), round(hi, 6)) for lo, hi in zip(df["d_R1_lo"], df["d_R1_hi"], strict=True)
+            (round(lo, 6), round(hi, 6)) for lo, hi in zip(df["d_a2t_R1_lo"], df["d_a2t_R1_hi"], strict=True)
         )
         assert spans == want
         assert ax.get_xlabel().startswith("Δ")
     assert [t.get_text() for t in panels[0].get_yticklabels()][0] == "group 0: default"
     assert (tmp_path / "abl.png").is_file() and (tmp_path / "abl.pdf").is_file()
-    with pytest.raises(ValueError, match="d_R1_lo"):
-        plot_ablations(df.drop(columns="d_R1_lo"))
+    with pytest.raises(ValueError, match="d_a2t_R1_lo"):
+        plot_ablations(df.drop(columns="d_a2t_R1_lo"))
 
 
 def test_loss_curves_pair_train_and_validation_by_colour():

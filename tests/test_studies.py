@@ -44,12 +44,12 @@ def test_resolved_differences_names_only_intervals_that_exclude_zero():
         base = {
             "ablation": "g",
             "value": value,
-            "d_centroid": d_c,
-            "d_centroid_lo": lo_c,
-            "d_centroid_hi": hi_c,
+            "d_centroid_distance": d_c,
+            "d_centroid_distance_lo": lo_c,
+            "d_centroid_distance_hi": hi_c,
         }
         return base | {
-            f"d_{k}{s}": v for k in ("R1", "CIDEr-D") for s, v in (("", 0.0), ("_lo", -1), ("_hi", 1))
+            f"d_{k}{s}": v for k in ("a2t_R1", "CIDEr-D") for s, v in (("", 0.0), ("_lo", -1), ("_hi", 1))
         }
 
     rows = [row("ref", 0.0, 0.0, 0.0), row("a", 0.02, 0.01, 0.03), row("b", 0.01, -0.01, 0.03)]

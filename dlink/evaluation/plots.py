@@ -287,8 +287,8 @@ def _write_png_pdf(fig, stem: Path) -> tuple[Path, Path]:
 
 # (absolute column, paired-difference prefix, axis label) of results/ablations.csv
 _ABLATION_METRICS = (
-    ("centroid_distance", "d_centroid", "centroid distance (lower is better)"),
-    ("a2t_R1", "d_R1", "audio→text R@1"),
+    ("centroid_distance", "d_centroid_distance", "centroid distance (lower is better)"),
+    ("a2t_R1", "d_a2t_R1", "audio→text R@1"),
     ("CIDEr-D", "d_CIDEr-D", "zero-shot CIDEr-D"),
 )
 
