@@ -30,7 +30,6 @@ from typing import Any
 from dlink.captioning.lm import folder_problem
 from dlink.checks import absolute_path, hub_online, path_param
 from dlink.device import resolve_device, set_torch_threads
-from dlink.encoders.laion import DEFAULT_AMODEL
 from dlink.encoders.registry import ENCODERS, option_classes, option_params
 
 DATASETS = ("embedded", "audiocaps", "clotho")
@@ -376,14 +375,10 @@ def resolve_params(
     profile: str | Profile | None = None,
     dataset: str = "embedded",
     encoder: str = "embedded",
-    clap_ckpt: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     seeds: list[int] | tuple[int, ...] | None = None,
     lm: str | None = None,
-    clap_tokenizer: str | os.PathLike | None = None,
-    clap_amodel: str = DEFAULT_AMODEL,
-    clap_fusion: bool = False,
     audiocaps_version: str | None = None,
     max_missing: float | None = None,
     **unknown: Any,
@@ -396,19 +391,16 @@ def resolve_params(
     against the current directory; errors show the absolute path that was tried.
     `lm` (None = the profile's decoder) replaces the profile's `lm`. `max_missing` (AudioCaps /
     Clotho; None = dlink.data.MAX_MISSING): the share of a split's clips whose audio may be missing
-    or unreadable before loading stops.
+    or unreadable before loading stops. The encoder's own options come as further keyword arguments,
+    named by its options class (`dlink.encoders.registry`; LAION-CLAP's: clap_ckpt, clap_tokenizer,
+    clap_amodel, clap_fusion).
     """
     errors: list[str] = []
-    encoder_params = {"clap_ckpt": clap_ckpt, "clap_tokenizer": clap_tokenizer, "clap_amodel": clap_amodel,
-                      "clap_fusion": clap_fusion}  # fmt: skip
-    # a registered encoder's options beyond the ones named above (an encoder added by its own module)
-    encoder_params |= {name: unknown.pop(name) for name in list(unknown) if name in option_params()}
+    # the registered encoders' options (clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, ...)
+    encoder_params = {name: unknown.pop(name) for name in list(unknown) if name in option_params()}
     if unknown:
-        errors.append(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: profile, dataset, encoder, "
-            "clap_ckpt, data_root, device, seeds, lm, clap_tokenizer, clap_amodel, clap_fusion, audiocaps_version, "
-            "max_missing" + "".join(f", {name}" for name in option_params() if name not in _PARAM_ORDER)
-        )
+        valid = [name for name in _SIGNATURE if name != "unknown"] + list(option_params())
+        errors.append(f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: {', '.join(valid)}")
     try:
         prof = get_profile(profile)
     except ValueError as e:
@@ -458,8 +450,9 @@ def resolve_params(
     )
 
 
-# Params.as_dict lists the parameters in this order (then those only an added encoder takes)
-_PARAM_ORDER = {name: i for i, name in enumerate(inspect.signature(resolve_params).parameters)}
+_SIGNATURE = tuple(inspect.signature(resolve_params).parameters)
+# Params.as_dict lists the parameters in this order (then those of an encoder registered later)
+_PARAM_ORDER = {name: i for i, name in enumerate(_SIGNATURE + tuple(option_params()))}
 
 
 def _check_dataset(dataset: str, data_root, errors: list[str]) -> Path | None:

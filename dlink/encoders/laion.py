@@ -33,6 +33,7 @@ mel is computed here with torch (laion_clap uses torchaudio, not installed here)
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import importlib.machinery
 import importlib.util
@@ -408,13 +409,15 @@ class LaionClapOptions:
     `dlink.profiles.resolve_params` calls with the notebook parameters named in `PARAMS`.
     """
 
-    # the notebook parameters that set these options, with the value each has when not given
-    PARAMS: ClassVar[dict[str, Any]] = {
-        "clap_ckpt": None,
-        "clap_tokenizer": None,
-        "clap_amodel": DEFAULT_AMODEL,
-        "clap_fusion": False,
+    # notebook parameter -> the option (field) it sets
+    FIELDS: ClassVar[dict[str, str]] = {
+        "clap_ckpt": "checkpoint",
+        "clap_tokenizer": "tokenizer",
+        "clap_amodel": "amodel",
+        "clap_fusion": "fusion",
     }
+    # each notebook parameter's value when not given: its field's default (set below the class)
+    PARAMS: ClassVar[dict[str, Any]]
     PATH_PARAMS: ClassVar[tuple[str, ...]] = ("clap_ckpt", "clap_tokenizer")  # relative to the user's cwd
 
     checkpoint: Path | None = None
@@ -423,18 +426,13 @@ class LaionClapOptions:
     fusion: bool = False
 
     @classmethod
-    def from_params(
-        cls,
-        errors: list[str],
-        clap_ckpt=None,
-        clap_tokenizer=None,
-        clap_amodel=DEFAULT_AMODEL,
-        clap_fusion=False,
-    ) -> LaionClapOptions:
-        """The options of a run with encoder="laion-clap"; each problem is appended to `errors`
-        (paths made absolute, errors naming the absolute path tried)."""
-        clap_ckpt = path_param("clap_ckpt", clap_ckpt, errors)
-        clap_tokenizer = path_param("clap_tokenizer", clap_tokenizer, errors)
+    def from_params(cls, errors: list[str], **values) -> LaionClapOptions:
+        """The options of a run with encoder="laion-clap" from the parameters given (`values`, names
+        of PARAMS); each problem is appended to `errors` (paths made absolute, errors naming the
+        absolute path tried)."""
+        v = cls.PARAMS | values
+        clap_ckpt = path_param("clap_ckpt", v["clap_ckpt"], errors)
+        clap_tokenizer = path_param("clap_tokenizer", v["clap_tokenizer"], errors)
         ckpt = tok = None
         if clap_ckpt is not None:
             ckpt = absolute_path(clap_ckpt)
@@ -452,34 +450,23 @@ class LaionClapOptions:
             tok = absolute_path(clap_tokenizer)
             if problem := _check_tokenizer_folder(tok):
                 errors.append(f"{problem} (clap_tokenizer={str(clap_tokenizer)!r})")
-        _check_tower(clap_amodel, clap_fusion, errors)
-        return cls(checkpoint=ckpt, tokenizer=tok, amodel=clap_amodel, fusion=clap_fusion)
+        _check_tower(v["clap_amodel"], v["clap_fusion"], errors)
+        return cls(checkpoint=ckpt, tokenizer=tok, amodel=v["clap_amodel"], fusion=v["clap_fusion"])
 
     @classmethod
-    def unused_params(
-        cls,
-        errors: list[str],
-        clap_ckpt=None,
-        clap_tokenizer=None,
-        clap_amodel=DEFAULT_AMODEL,
-        clap_fusion=False,
-    ) -> list[str]:
+    def unused_params(cls, errors: list[str], **values) -> list[str]:
         """With another encoder: the parameters given that it would ignore (clap_ckpt, clap_tokenizer).
         clap_amodel and clap_fusion only describe the checkpoint, so without one they change nothing
         and are not refused; every value is still checked, so a typo is reported whichever encoder."""
-        given = {"clap_ckpt": clap_ckpt, "clap_tokenizer": clap_tokenizer}
-        unused = [name for name, value in given.items() if path_param(name, value, errors) is not None]
-        _check_tower(clap_amodel, clap_fusion, errors)
+        v = cls.PARAMS | values
+        unused = [name for name in cls.PATH_PARAMS if path_param(name, v[name], errors) is not None]
+        _check_tower(v["clap_amodel"], v["clap_fusion"], errors)
         return unused
 
     def as_params(self) -> dict[str, Any]:
         """The notebook parameters that give these options (JSON-able)."""
-        return {
-            "clap_ckpt": None if self.checkpoint is None else str(self.checkpoint),
-            "clap_tokenizer": None if self.tokenizer is None else str(self.tokenizer),
-            "clap_amodel": self.amodel,
-            "clap_fusion": self.fusion,
-        }
+        values = {name: getattr(self, field) for name, field in self.FIELDS.items()}
+        return {name: str(v) if isinstance(v, Path) else v for name, v in values.items()}
 
     def loader_kwargs(self) -> dict:
         """Keyword arguments of `LaionClap` beyond checkpoint and device."""
@@ -496,6 +483,12 @@ class LaionClapOptions:
         if self.checkpoint is not None:
             return LazyLaionClap(self.checkpoint, device=device, **self.loader_kwargs())
         return LaionClap(checkpoint=None, device=device, **self.loader_kwargs())
+
+
+LaionClapOptions.PARAMS = {
+    name: next(f.default for f in dataclasses.fields(LaionClapOptions) if f.name == field)
+    for name, field in LaionClapOptions.FIELDS.items()
+}
 
 
 class LaionClap(Encoder):
