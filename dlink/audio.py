@@ -1,6 +1,6 @@
 """Reading audio files: `load_audio` (any rate and channel count in, mono float32 at the rate asked
-for out, with clear errors for what no encoder can use) and `unreadable` (why a file cannot be a
-clip, without raising). The dataset builders (`dlink.data`) and the encoders read audio here.
+for out, with clear errors for what no encoder can use), `unreadable` (why a file cannot be a
+clip, without raising) and `resample`. The dataset builders (`dlink.data`) and the encoders read audio here.
 """
 
 from __future__ import annotations
@@ -74,11 +74,17 @@ def check_and_resample(
         raise ValueError(f"audio {name} is {x.shape[0] / file_sr:.3f} s long, shorter than {min_s} s")
     if float(np.abs(x).max()) < 1e-5:
         raise ValueError(f"audio {name} is silent (peak < 1e-5); check the recording or its gain")
-    if file_sr != sr:
-        import soxr
+    return np.ascontiguousarray(resample(x, file_sr, sr), dtype=np.float32)
 
-        x = soxr.resample(x, file_sr, sr, quality="HQ")
-    return np.ascontiguousarray(x, dtype=np.float32)
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """`x` at `sr_out` Hz (soxr, high quality): the one resampler of every clip, so a clip read by
+    the dataset builder, the session detector or an encoder is resampled alike."""
+    if sr_in == sr_out:
+        return x
+    import soxr
+
+    return soxr.resample(x, sr_in, sr_out, quality="HQ")
 
 
 def unreadable(path: Path) -> str | None:

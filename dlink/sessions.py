@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from dlink import paths
+from dlink.audio import resample
 from dlink.cache import cached, content_key
 
 DETECT_SR = 16000  # the waveforms are compared at 16 kHz
@@ -61,12 +62,9 @@ def _prepare(x: np.ndarray, sr: int) -> np.ndarray:
     """The first MAX_SECONDS of a waveform at DETECT_SR, high-passed at 500 Hz: below that, short
     thuds, drones and engines all look alike to a correlation (0.85-0.9 between a 0.1 s footstep,
     a thunder and a diesel engine unfiltered; < 0.1 filtered)."""
-    import soxr
     from scipy.signal import butter, sosfilt
 
-    x = np.asarray(x, np.float32)[: int(MAX_SECONDS * sr)]
-    if sr != DETECT_SR:
-        x = soxr.resample(x, sr, DETECT_SR, quality="HQ")
+    x = resample(np.asarray(x, np.float32)[: int(MAX_SECONDS * sr)], sr, DETECT_SR)
     return sosfilt(butter(4, HIGHPASS_HZ, "highpass", fs=DETECT_SR, output="sos"), x.astype(np.float64))
 
 

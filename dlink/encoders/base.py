@@ -14,17 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlink.audio import load_audio
+from dlink.audio import load_audio, resample
 
 # --------------------------------------------------------------------------- audio input
-
-
-def _resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    if sr_in == sr_out:
-        return wav
-    import soxr
-
-    return np.asarray(soxr.resample(wav, sr_in, sr_out), dtype=np.float32)
 
 
 def fit_length(wav: np.ndarray, n: int, mode: str = "repeatpad") -> np.ndarray:
@@ -138,7 +130,12 @@ class Encoder:
                     if isinstance(x, (str, os.PathLike)):
                         wavs.append(load_audio(x, self.sample_rate))
                     else:
-                        wavs.append(_resample(np.asarray(x, dtype=np.float32), sr, self.sample_rate))
+                        wavs.append(
+                            np.asarray(
+                                resample(np.asarray(x, dtype=np.float32), sr, self.sample_rate),
+                                dtype=np.float32,
+                            )
+                        )
                 out.append(np.asarray(self._embed_waveforms(wavs), dtype=np.float32))
                 bar.update(len(wavs))
         return l2_normalize(np.concatenate(out))
