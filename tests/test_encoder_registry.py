@@ -103,7 +103,10 @@ def test_options_an_encoder_does_not_take_are_refused(toy):
         resolve_params(profile="smoke", encoder="toy", device="cpu", clap_ckpt="weights.pt", toy_bogus=1)
     msg = str(e.value)
     assert "clap_ckpt is only used with encoder='laion-clap', not 'toy'; drop it" in msg
-    assert "unknown parameter(s) toy_bogus; valid: profile," in msg and "max_missing, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, toy_seed\n" in msg
+    assert (
+        "unknown parameter(s) toy_bogus; valid: profile," in msg
+        and "max_missing, clap_ckpt, clap_tokenizer, clap_amodel, clap_fusion, toy_seed\n" in msg
+    )
     with pytest.raises(ValueError, match="toy_seed is only used with encoder='toy', not 'embedded'"):
         resolve_params(profile="smoke", device="cpu", toy_seed=3)
     with pytest.raises(ValueError, match="toy_seed must be an int; got 'x'"):

@@ -176,6 +176,10 @@ def test_loss_curves_pair_train_and_validation_by_colour():
     assert train.get_xdata()[-1] == pytest.approx(3.0)
     with pytest.raises(ValueError, match="histories"):
         plot_loss_curves({})
+    # a history in another key order (as read back from a cache) draws the same figure
+    again = plot_loss_curves({"bridge": dict(reversed(h.items())), "captioner": cap})
+    colours = [(ln.get_label(), ln.get_color()) for ln in ax_b.get_lines()]
+    assert [(ln.get_label(), ln.get_color()) for ln in again.axes[0].get_lines()] == colours
 
 
 def _png_width_in(path):

@@ -353,9 +353,11 @@ def plot_ablations(df, out_stem: str | os.PathLike | None = None, metrics=_ABLAT
 
 
 def _train_val_pairs(history: Mapping[str, list]) -> list[tuple[str, str, str | None]]:
-    """(label, train key, validation key or None): `val_X` pairs with `X` or `train_X`."""
+    """(label, train key, validation key or None): `val_X` pairs with `X` or `train_X`. In name order,
+    so a model fitted now and the same model read from its cache (config.json keeps keys sorted) draw
+    each curve in the same colour."""
     pairs = []
-    for key in history:
+    for key in sorted(history):
         if key.startswith("val_") or key == "epoch":
             continue
         base = key.removeprefix("train_")
