@@ -165,10 +165,10 @@ def main(argv=None) -> int:
 
     def data(seed):
         emb = experiment.embeddings(params, seed=seed)
-        Xfit, caps = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
-        Xval, cval = caption_pairs(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
+        fit_text, caps = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+        val_text, cval = caption_pairs(emb["val"]["text"][:100], list(frame["val"]["captions"])[:100])
         inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
-        return Xfit, caps, (Xval, cval), inputs
+        return fit_text, caps, (val_text, cval), inputs
 
     out = {"validation_scenes": len(idx), "default_epochs": default_epochs, "beams": params.profile.beams,
            "threads": torch.get_num_threads(), "curve": {}, "decoders": []}  # fmt: skip
@@ -231,11 +231,11 @@ def main(argv=None) -> int:
 
     # the epoch curve, one training run per seed
     for seed in seeds:
-        Xfit, caps, val, inputs = data(seed)
+        fit_text, caps, val, inputs = data(seed)
         t0 = time.perf_counter()
         cap = EpochScored(CaptionerConfig(beams=params.profile.beams, epochs=args.curve_epochs, seed=seed),
                           params.device, inputs, refs)  # fmt: skip
-        cap.fit(Xfit, caps, val=val, progress=False)
+        cap.fit(fit_text, caps, val=val, progress=False)
         out["curve"][seed] = cap.curve
         print(json.dumps({"seed": seed, "s": round(time.perf_counter() - t0, 1),
                           "CIDEr-D": [{k: round(r[k], 3) for k in ("epoch", *INPUTS)} for r in cap.curve]}),
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
         )
         write()
 
-    Xfit, caps, val, inputs = data(params.seeds[0])
+    fit_text, caps, val, inputs = data(params.seeds[0])
     small = subsample(len(caps), args.llm_captions, seed=0)
     runs = [
         ("scratch, all fit captions", dict(lm="scratch", epochs=default_epochs), np.arange(len(caps))),
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
             cap = PrefixCaptioner(
                 CaptionerConfig(beams=params.profile.beams, seed=params.seeds[0], **cfg), device=params.device
             )
-            cap.fit(Xfit[sub], [caps[i] for i in sub], val=val, progress=False)
+            cap.fit(fit_text[sub], [caps[i] for i in sub], val=val, progress=False)
         except (RuntimeError, ValueError, OSError) as e:  # e.g. an LM that will not load or train here
             rec = {"decoder": name, "unavailable": f"{type(e).__name__}: {str(e)[:160]}"}
             print(json.dumps(rec), flush=True)

@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     seed = params.seeds[0]
     frame = experiment.splits(params)
     emb = experiment.embeddings(params, seed=seed)
-    Xfit, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
-    Xval, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
+    fit_text, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+    val_text, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
     idx, refs = experiment.eval_subset(params, frame["val"])
     inputs = {"oracle": emb["val"]["text"][idx, 0], "no bridge": emb["val"]["audio"][idx]}
     results, figures = experiment.results_dir(params), experiment.figures_dir(params)
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             print(json.dumps({k: round(v, 3) for k, v in row.items() if isinstance(v, float)}), flush=True)
 
     cap.curve = Written()
-    cap.fit(Xfit, caps_fit, val=(Xval, caps_val))
+    cap.fit(fit_text, caps_fit, val=(val_text, caps_val))
     print("\n".join(write()))
     print("wrote", *(results / f"{args.name}.{x}" for x in ("json", "md")), figures / f"{args.name}.png")
     return 0

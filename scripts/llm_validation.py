@@ -44,10 +44,10 @@ def main(argv=None) -> int:
         return 2
     frame = experiment.splits(params)
     emb = experiment.embeddings(params, seed=seed)
-    Xfit, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
-    Xval, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
+    fit_text, caps_fit = caption_pairs(emb["fit"]["text"], list(frame["fit"]["captions"]))
+    val_text, caps_val = caption_pairs(emb["val"]["text"], list(frame["val"]["captions"]))
     # the same call as notebook 05's, so it finds the same cache entry
-    cap = experiment.fit_captioner(params, "zs-text", Xfit, caps_fit, seed=seed, val=(Xval, caps_val))
+    cap = experiment.fit_captioner(params, "zs-text", fit_text, caps_fit, seed=seed, val=(val_text, caps_val))
     vidx, vrefs = experiment.eval_subset(params, frame["val"])
     inputs = {"text_oracle": emb["val"]["text"][vidx, 0], "identity": emb["val"]["audio"][vidx]}
     rows, preds = experiment.caption_rows(params, cap, inputs, vrefs, seed=seed)
