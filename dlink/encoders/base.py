@@ -130,12 +130,7 @@ class Encoder:
                     if isinstance(x, (str, os.PathLike)):
                         wavs.append(load_audio(x, self.sample_rate))
                     else:
-                        wavs.append(
-                            np.asarray(
-                                resample(np.asarray(x, dtype=np.float32), sr, self.sample_rate),
-                                dtype=np.float32,
-                            )
-                        )
+                        wavs.append(resample(np.asarray(x, dtype=np.float32), sr, self.sample_rate))
                 out.append(np.asarray(self._embed_waveforms(wavs), dtype=np.float32))
                 bar.update(len(wavs))
         return l2_normalize(np.concatenate(out))

@@ -33,7 +33,6 @@ mel is computed here with torch (laion_clap uses torchaudio, not installed here)
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import importlib.machinery
 import importlib.util
@@ -485,10 +484,7 @@ class LaionClapOptions:
         return LaionClap(checkpoint=None, device=device, **self.loader_kwargs())
 
 
-LaionClapOptions.PARAMS = {
-    name: next(f.default for f in dataclasses.fields(LaionClapOptions) if f.name == field)
-    for name, field in LaionClapOptions.FIELDS.items()
-}
+LaionClapOptions.PARAMS = LaionClapOptions().as_params()  # the fields' defaults, by parameter name
 
 
 class LaionClap(Encoder):
